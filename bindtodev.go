@@ -1,0 +1,299 @@
+package bindtodev
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// ErrInvalidName is wrapped by the error returned for a name that can never
+// be an interface name. Linux gives an interface a name of 1 to 15 bytes that
+// is not "." or ".." and holds no '/', ':', NUL or white space; the package
+// refuses any other name before it makes a system call, because the kernel
+// would truncate a longer name to 15 bytes and bind the socket to whichever
+// interface carries that prefix.
+var ErrInvalidName = errors.New("invalid interface name")
+
+// ErrUnsupported is wrapped by every error the package returns on a platform
+// that cannot bind a socket to a device, which is every platform but Linux.
+// Its text names the operating system, and errors.Is(ErrUnsupported,
+// errors.ErrUnsupported) is true.
+var ErrUnsupported = fmt.Errorf("binding a socket to a network interface is not supported on %s: %w",
+	runtime.GOOS, errors.ErrUnsupported)
+
+// maxNameLen is the longest interface name Linux accepts: IFNAMSIZ (16)
+// less the terminating NUL.
+const maxNameLen = 15
+
+// ValidateName reports whether ifname can be the name of a Linux network
+// interface, following the kernel's own rule (dev_valid_name): 1 to 15 bytes,
+// not "." or "..", and no '/', ':', NUL or white space. It does not check that
+// the interface exists. The error wraps [ErrInvalidName] and quotes the name.
+//
+// ValidateName lets a program reject a bad name when it reads its
+// configuration; every function of the package applies the same check
+// before it touches a socket.
+func ValidateName(ifname string) error {
+	reason := ""
+	switch {
+	case ifname == "":
+		reason = "the name is empty"
+	case len(ifname) > maxNameLen:
+		reason = fmt.Sprintf("the name is %d bytes long and Linux allows at most %d", len(ifname), maxNameLen)
+	case ifname == "." || ifname == "..":
+		reason = "the name is reserved"
+	default:
+		for i := 0; i < len(ifname); i++ {
+			if c := ifname[i]; c == '/' || c == ':' || c == 0 || isKernelSpace(c) {
+				reason = fmt.Sprintf("the name contains %q", c)
+				break
+			}
+		}
+	}
+	if reason == "" {
+		return nil
+	}
+	return fmt.Errorf("%w %q: %s", ErrInvalidName, ifname, reason)
+}
+
+// isKernelSpace mirrors the kernel's isspace(), which also counts 0xA0
+// (Latin-1 no-break space) as white space.
+func isKernelSpace(c byte) bool {
+	return c == ' ' || (c >= '\t' && c <= '\r') || c == 0xa0
+}
+
+// checkName validates ifname and the platform before any socket exists.
+func checkName(ifname string) error {
+	if err := ValidateName(ifname); err != nil {
+		return err
+	}
+	if !supported {
+		return ErrUnsupported
+	}
+	return nil
+}
+
+// Control returns a function for [net.Dialer.Control] and
+// [net.ListenConfig.Control] that binds each socket to the interface named
+// ifname (SO_BINDTODEVICE, see socket(7)) before Go binds or connects it.
+//
+// The function fails, and so the dial or listen fails before a packet is
+// sent, when the socket cannot be bound: an invalid name fails with
+// [ErrInvalidName], an unknown interface with an error for which
+// errors.Is(err, syscall.ENODEV) holds, and a missing privilege with one for
+// which errors.Is(err, os.ErrPermission) holds. A socket whose address is a
+// loopback address, and a Unix domain socket, is left unbound: a socket bound
+// to a real interface cannot reach the loopback interface, and such traffic
+// never leaves the host. An address with an IPv6 zone that names another
+// interface is refused with an error wrapping syscall.EINVAL.
+//
+// The function keeps no state, so one may serve many concurrent dials.
+func Control(ifname string) func(network, address string, c syscall.RawConn) error {
+	b := binding{ifname: ifname, err: checkName(ifname)}
+	return b.control
+}
+
+// Bind binds an existing socket to the interface named ifname. c is any
+// socket that exposes its descriptor, such as a *net.TCPConn, *net.UDPConn,
+// *net.TCPListener or *net.IPConn.
+//
+// Binding a socket that is already bound, or was accepted from a bound
+// listener, is a re-bind: it needs CAP_NET_RAW, and fails without it with an
+// error for which errors.Is(err, os.ErrPermission) holds. Bind does not
+// exempt loopback sockets; the caller asked for this socket explicitly.
+func Bind(c syscall.Conn, ifname string) error {
+	if err := checkName(ifname); err != nil {
+		return err
+	}
+	return withFD(c, func(fd uintptr) error {
+		return deviceError(ifname, setDevice(fd, ifname))
+	})
+}
+
+// Device reports the name of the interface the socket c is bound to, read
+// back from the kernel (getsockopt SO_BINDTODEVICE), or "" when the socket is
+// not bound. It fails with an error for which errors.Is(err, syscall.ENODEV)
+// holds when the interface the socket was bound to no longer exists.
+func Device(c syscall.Conn) (string, error) {
+	if !supported {
+		return "", ErrUnsupported
+	}
+	var name string
+	err := withFD(c, func(fd uintptr) error {
+		var err error
+		name, err = device(fd)
+		return err
+	})
+	return name, err
+}
+
+// withFD runs fn with the descriptor of c, keeping a failure to reach the
+// descriptor apart from a failure of fn itself.
+func withFD(c syscall.Conn, fn func(fd uintptr) error) error {
+	if c == nil {
+		return errors.New("bindtodev: nil connection")
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return withRaw(rc, fn)
+}
+
+// deviceError gives a failure to set SO_BINDTODEVICE the interface's name
+// and, for a permission failure, the rule that caused it.
+func deviceError(ifname string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("bind to device %q: %w (re-binding a bound socket needs CAP_NET_RAW, as does every bind before Linux 5.7)", ifname, err)
+	}
+	return fmt.Errorf("bind to device %q: %w", ifname, err)
+}
+
+// binding is what a Control hook applies to each socket: the device, then
+// the caller's own hook, then the optional source address.
+type binding struct {
+	ifname string
+	// err is a configuration error found when the hook was made; the hook
+	// returns it for every socket so that nothing is sent unbound.
+	err error
+	// source, when valid, is bind(2)-ed after the device; a zero port lets
+	// TCP pick the port at connect time (IP_BIND_ADDRESS_NO_PORT).
+	source netip.AddrPort
+	// sourceSet is true when source holds only a port, to be bound to the
+	// unspecified address of the socket's family.
+	sourceSet bool
+	user      func(ctx context.Context, network, address string, c syscall.RawConn) error
+}
+
+func (b binding) control(network, address string, c syscall.RawConn) error {
+	return b.controlContext(context.Background(), network, address, c)
+}
+
+func (b binding) controlContext(ctx context.Context, network, address string, c syscall.RawConn) error {
+	if b.err != nil {
+		return b.err
+	}
+	addr, parsed := parseAddr(address)
+	if wantsDevice(network, addr, parsed) {
+		zone := addr.Zone()
+		err := withRaw(c, func(fd uintptr) error {
+			if err := deviceError(b.ifname, setDevice(fd, b.ifname)); err != nil {
+				return err
+			}
+			if zone != "" {
+				return checkZone(fd, zone, b.ifname, address)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if b.user != nil {
+		if err := b.user(ctx, network, address, c); err != nil {
+			return err
+		}
+	}
+	if b.sourceSet {
+		return b.bindSource(network, address, c)
+	}
+	return nil
+}
+
+// wantsDevice reports whether a socket for network and address must be
+// bound. Everything is, unless it provably cannot leave the host.
+func wantsDevice(network string, addr netip.Addr, parsed bool) bool {
+	if strings.HasPrefix(network, "unix") {
+		return false
+	}
+	return !parsed || !addr.Unmap().IsLoopback()
+}
+
+// parseAddr extracts the IP address from the address that net passes to a
+// Control hook: "host:port" for TCP and UDP, a bare address for IP networks.
+func parseAddr(address string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		return ap.Addr(), true
+	}
+	if a, err := netip.ParseAddr(address); err == nil {
+		return a, true
+	}
+	return netip.Addr{}, false
+}
+
+// checkZone refuses an IPv6 zone that names another interface than the
+// bound one: the kernel would fail the connect with a bare EINVAL, or, for
+// an unconnected UDP send, obey the zone and leave through that interface.
+func checkZone(fd uintptr, zone, ifname, address string) error {
+	if zone == ifname {
+		return nil
+	}
+	if index, err := strconv.Atoi(zone); err == nil {
+		bound, err := boundIndex(fd)
+		if err != nil {
+			return fmt.Errorf("read back the index of device %q: %w", ifname, err)
+		}
+		if bound == index {
+			return nil
+		}
+	}
+	return fmt.Errorf("address %s names interface %q but the socket is bound to %q: %w",
+		address, zone, ifname, syscall.EINVAL)
+}
+
+func (b binding) bindSource(network, address string, c syscall.RawConn) error {
+	ipv6 := strings.HasSuffix(network, "6")
+	src := b.source
+	if !src.Addr().IsValid() {
+		unspecified := netip.IPv4Unspecified()
+		if ipv6 {
+			unspecified = netip.IPv6Unspecified()
+		}
+		src = netip.AddrPortFrom(unspecified, src.Port())
+	}
+	if src.Addr().Is4() == ipv6 {
+		return fmt.Errorf("source address %s cannot reach %s: one is IPv4, the other IPv6", src.Addr(), address)
+	}
+	tcp := strings.HasPrefix(network, "tcp")
+	return withRaw(c, func(fd uintptr) error {
+		zone := src.Addr().Zone()
+		if zone != "" {
+			if err := checkZone(fd, zone, b.ifname, src.String()); err != nil {
+				return err
+			}
+		}
+		if err := bindAddr(fd, src, tcp && src.Port() == 0); err != nil {
+			return fmt.Errorf("bind to source %s: %w", src, err)
+		}
+		return nil
+	})
+}
+
+// ignoreContext adapts a Control hook without a context to the form that
+// binding chains.
+func ignoreContext(control func(network, address string, c syscall.RawConn) error) func(context.Context, string, string, syscall.RawConn) error {
+	if control == nil {
+		return nil
+	}
+	return func(_ context.Context, network, address string, c syscall.RawConn) error {
+		return control(network, address, c)
+	}
+}
+
+// withRaw is withFD for the RawConn that net hands to a Control hook.
+func withRaw(c syscall.RawConn, fn func(fd uintptr) error) error {
+	var fnErr error
+	if err := c.Control(func(fd uintptr) { fnErr = fn(fd) }); err != nil {
+		return err
+	}
+	return fnErr
+}

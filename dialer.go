@@ -1,0 +1,150 @@
+package bindtodev
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// Dialer is a drop-in replacement for [net.Dialer]: every socket it creates
+// is bound to Interface before it connects.
+//
+// The embedded net.Dialer is the unbound configuration: Timeout, Deadline,
+// KeepAlive, Resolver, FallbackDelay, LocalAddr, Control and ControlContext
+// keep their meaning, but passing &d.Dialer to another API would dial
+// unbound. Use [Dialer.NetDialer] wherever an API needs a *net.Dialer.
+//
+// A Dialer may be used by many goroutines at once, as long as its fields are
+// not changed meanwhile.
+type Dialer struct {
+	net.Dialer
+
+	// Interface names the interface every socket is bound to. It is
+	// required: an empty name fails the dial, it never means "unbound".
+	Interface string
+
+	// Source, when valid, is bind(2)-ed as the socket's source address,
+	// for TCP and UDP alike. It sets the address the peer sees, not the
+	// path, which Interface decides; a source address of another interface
+	// is allowed but rarely what a network wants. For TCP the port is left
+	// to connect(2) (IP_BIND_ADDRESS_NO_PORT), so connections from one
+	// source to many destinations are not limited by one ephemeral port
+	// range. An IPv6 link-local Source may carry a zone only if it names
+	// Interface. Setting both Source and LocalAddr is an error.
+	//
+	// Dialing an address of the other family than Source fails with an
+	// error naming both addresses; when a name resolves to both families,
+	// the attempts of Source's family still connect.
+	Source netip.Addr
+}
+
+// Dial connects to address on the named network through a socket bound to
+// Interface. See [net.Dialer.Dial] for the networks and addresses.
+func (d *Dialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+// DialContext connects to address on the named network using ctx, through
+// a socket bound to Interface. It checks the configuration before it
+// resolves any name, so a bad Interface fails without a DNS query. See
+// [net.Dialer.DialContext].
+func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	nd, err := d.netDialer()
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+	}
+	return nd.DialContext(ctx, network, address)
+}
+
+// NetDialer returns a *net.Dialer configured like d whose sockets are bound
+// to Interface, for APIs that need exactly a *net.Dialer, such as
+// tls.Dialer.NetDialer and tls.DialWithDialer.
+//
+// Its ControlContext binds the socket, then runs d's own ControlContext or
+// Control, then binds Source or LocalAddr; its LocalAddr is therefore nil
+// when d's was an IP, TCP or UDP address. A configuration error, such as an
+// invalid Interface, is returned by every dial of the returned Dialer rather
+// than by NetDialer, so the returned Dialer never dials unbound.
+func (d *Dialer) NetDialer() *net.Dialer {
+	nd, err := d.netDialer()
+	if err != nil {
+		nd = new(net.Dialer)
+		*nd = d.Dialer
+		nd.LocalAddr, nd.Control = nil, nil
+		nd.ControlContext = binding{err: err}.controlContext
+	}
+	return nd
+}
+
+func (d *Dialer) netDialer() (*net.Dialer, error) {
+	if err := checkName(d.Interface); err != nil {
+		return nil, err
+	}
+	b := binding{ifname: d.Interface, user: d.ControlContext}
+	if b.user == nil {
+		b.user = ignoreContext(d.Control)
+	}
+	nd := new(net.Dialer)
+	*nd = d.Dialer
+	src, fromLocal, err := d.sourceAddr()
+	if err != nil {
+		return nil, err
+	}
+	if fromLocal {
+		nd.LocalAddr = nil
+	}
+	b.source = src
+	b.sourceSet = src.Addr().IsValid() || src.Port() != 0
+	nd.Control = nil
+	nd.ControlContext = b.controlContext
+	return nd, nil
+}
+
+// sourceAddr merges Source and LocalAddr into the address the hook binds.
+// fromLocal reports that LocalAddr was taken over, so net must not bind it
+// a second time.
+func (d *Dialer) sourceAddr() (src netip.AddrPort, fromLocal bool, err error) {
+	if d.LocalAddr == nil {
+		if d.Source.IsValid() {
+			return netip.AddrPortFrom(d.Source.Unmap(), 0), false, nil
+		}
+		return netip.AddrPort{}, false, nil
+	}
+	var ip net.IP
+	var zone string
+	var port int
+	switch a := d.LocalAddr.(type) {
+	case *net.TCPAddr:
+		ip, zone, port = a.IP, a.Zone, a.Port
+	case *net.UDPAddr:
+		ip, zone, port = a.IP, a.Zone, a.Port
+	case *net.IPAddr:
+		ip, zone = a.IP, a.Zone
+	default:
+		// Unix addresses and the like: net checks them against the
+		// network itself.
+		if d.Source.IsValid() {
+			return netip.AddrPort{}, false, errBothSources
+		}
+		return netip.AddrPort{}, false, nil
+	}
+	if d.Source.IsValid() {
+		return netip.AddrPort{}, false, errBothSources
+	}
+	addr, _ := netip.AddrFromSlice(ip)
+	if addr.IsValid() {
+		addr = addr.Unmap().WithZone(zone)
+	}
+	return netip.AddrPortFrom(addr, uint16(port)), true, nil
+}
+
+var errBothSources = errors.New("both Dialer.Source and Dialer.LocalAddr are set; set one")
+
+// Dial connects to address on the named network through a socket bound to
+// the interface named ifname. It is short for a [Dialer] with Interface set
+// and nothing else.
+func Dial(ifname, network, address string) (net.Conn, error) {
+	d := Dialer{Interface: ifname}
+	return d.Dial(network, address)
+}

@@ -1,0 +1,56 @@
+// Package bindtodev pins sockets to one network interface with the Linux
+// socket option SO_BINDTODEVICE, and fails closed when it cannot.
+//
+// # Why binding an address is not enough
+//
+// bind(2) to an interface's address decides which source address a socket
+// uses, not which interface its packets leave through: the routing table
+// decides that. A socket bound to eth0's address still sends out of eth1 when
+// the routes say so. SO_BINDTODEVICE (socket(7)) constrains the path itself:
+// the kernel routes the socket's traffic only through the bound device,
+// whatever the routing table prefers, and delivers to it only packets that
+// arrived on that device.
+//
+// # How it works
+//
+// [Control] returns a hook for [net.Dialer] and [net.ListenConfig] that sets
+// SO_BINDTODEVICE on every socket before Go binds or connects it. [Dialer]
+// and [ListenConfig] are drop-in replacements for their net counterparts
+// built on that hook; [Dialer.NetDialer] and [ListenConfig.NetListenConfig]
+// hand the bound configuration to APIs that need exactly a *net.Dialer or
+// *net.ListenConfig. [Bind] and [Device] set and read the binding of a socket
+// that already exists. The dial path costs one setsockopt(2) per socket: no
+// interface lookup or address listing happens per dial.
+//
+// # Guarantees
+//
+//   - Fail closed: when a socket cannot be bound, the dial or listen fails
+//     before a packet is sent. The package never falls back to binding an
+//     address and never logs and carries on.
+//   - Interface names are checked before any system call, on every platform:
+//     a name the kernel would reject or silently truncate to another
+//     interface's name fails with [ErrInvalidName].
+//   - Errors keep their cause: an unknown interface satisfies
+//     errors.Is(err, syscall.ENODEV), a missing privilege
+//     errors.Is(err, os.ErrPermission), and the text names the interface.
+//   - Every socket is bound exactly once, so an unprivileged process can use
+//     the package on Linux 5.7 and later.
+//   - Sockets whose address is a loopback address are left unbound: a socket
+//     bound to a real interface cannot reach 127.0.0.1 at all, and loopback
+//     traffic never leaves the host. Unix domain sockets are left alone for
+//     the same reason.
+//
+// # Platforms
+//
+// SO_BINDTODEVICE exists only on Linux. On every other platform the package
+// builds, and every function that would bind a socket returns an error that
+// wraps [ErrUnsupported] and names the operating system, so that a program
+// never runs unbound by accident.
+//
+// # Privileges
+//
+// Since Linux 5.7 an unprivileged process may bind a socket that is not yet
+// bound; re-binding or unbinding needs CAP_NET_RAW. Before 5.7 every bind
+// needs CAP_NET_RAW. The package binds each socket it creates once; [Bind]
+// on a socket that is already bound is a re-bind.
+package bindtodev
