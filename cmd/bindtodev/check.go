@@ -151,6 +151,9 @@ func connectLeg(name, address string, dial func(string) (net.Conn, error)) leg {
 		return l
 	}
 	oif := 0
+	if dev == "" && name == "bound" {
+		l.note = "the socket is not bound: a loopback destination is left unbound, since a bound socket could not reach it"
+	}
 	if dev != "" {
 		l.iface, l.how = dev, "SO_BINDTODEVICE"
 		if ifc, err := net.InterfaceByName(dev); err == nil {

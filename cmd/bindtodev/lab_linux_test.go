@@ -452,6 +452,31 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// A loopback destination is left unbound by the library, and check says so
+// instead of claiming a binding.
+func TestCheckLoopback(t *testing.T) {
+	t.Parallel()
+	s := newSeed(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	code, out, _ := runCLI(t, "", "check", "-i", s.A, ln.Addr().String())
+	require.Equal(t, exitOK, code)
+	rows := parseCheck(t, out)
+	assert.Equal(t, checkRow{"lo", routeLookupName, rows["bound"].source, "lo", "on-link"}, rows["bound"])
+	assert.Equal(t, "lo", rows["unbound"].iface)
+	assert.Contains(t, out, "note: bound: the socket is not bound: a loopback destination is left unbound")
+}
+
 func TestCheckFailures(t *testing.T) {
 	t.Parallel()
 	s := newSeed(t)
