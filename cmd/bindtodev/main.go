@@ -9,7 +9,10 @@
 //	bindtodev check  -i IFACE HOST:PORT
 //	bindtodev exec   -i IFACE [--] CMD [ARGS...]
 //
-// Run "bindtodev COMMAND -h" for the flags of each command.
+// Run "bindtodev COMMAND -h" for the flags of each command. The exit status
+// is 0 on success, 1 for a failure at run time and 2 for bad flags or
+// arguments; check also exits 3 when the routing table sends the
+// destination through another interface than the one given.
 package main
 
 import (
@@ -69,4 +72,5 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-7s %s\n", name, commands[name].summary)
 	}
 	fmt.Fprintln(w, "\nRun \"bindtodev COMMAND -h\" for a command's flags.")
+	fmt.Fprintln(w, "\n"+exitCodesHelp+"\n\"bindtodev check\" exits 3 when the unbound path differs from the bound one.")
 }

@@ -1,0 +1,16 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/bindtodev/bindtodev/internal/netlab"
+)
+
+func TestMain(m *testing.M) {
+	if err := netlab.Enter(); err != nil {
+		fmt.Fprintln(os.Stderr, "cmd/bindtodev: real-kernel tests will skip:", err)
+	}
+	os.Exit(m.Run())
+}
