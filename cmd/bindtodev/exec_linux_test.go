@@ -47,6 +47,8 @@ func runExecTestRole() {
 		os.Exit(dropCapsAndExec(args))
 	case "probe":
 		os.Exit(probe(os.Stdin, os.Stdout))
+	case "ttycheck":
+		os.Exit(ttyCheck())
 	}
 	fmt.Fprintln(os.Stderr, "unknown test role", role)
 	os.Exit(2)
@@ -969,4 +971,61 @@ func TestExecRecreatedInterface(t *testing.T) {
 	if got := startProbe(t, s.A).ask(t, "dial tcp "+dest); !strings.HasPrefix(got, "ok A ") {
 		t.Errorf("a new run after re-creation: %q, want ok A ...", got)
 	}
+}
+
+// Ctrl-C on a terminal reaches the command once: the terminal signals the
+// whole foreground process group, command included, so the wrapper does
+// not forward SIGINT or SIGQUIT while its group is the terminal's
+// foreground group; anything else it forwards. (Counting the command's
+// signals cannot show this: two SIGINTs pending at once merge into one.)
+func TestExecTerminalSignalsNotForwardedTwice(t *testing.T) {
+	t.Parallel()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetUint32(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+
+	for _, tt := range []struct {
+		name string
+		attr *syscall.SysProcAttr
+		want string
+	}{
+		// A session of its own whose terminal is the pseudo-terminal: its
+		// process group is the terminal's foreground group.
+		{"foreground", &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}, "interrupt:true terminated:false hangup:false quit:true"},
+		{"not foreground", &syscall.SysProcAttr{Setpgid: true}, "interrupt:false terminated:false hangup:false quit:false"},
+	} {
+		cmd := exec.Command(testBinary(t), roleArg, "ttycheck")
+		cmd.Stdin, cmd.Stderr, cmd.SysProcAttr = slave, os.Stderr, tt.attr
+		out, err := cmd.Output()
+		if got := strings.TrimSpace(string(out)); err != nil || got != tt.want {
+			t.Errorf("%s: %q, %v; want %q", tt.name, got, err, tt.want)
+		}
+	}
+}
+
+// ttyCheck prints, for each forwarded signal, whether the wrapper would
+// take it to have reached the command from the terminal already.
+func ttyCheck() int {
+	tty := openTerminal()
+	defer tty.close()
+	var words []string
+	for _, s := range forwardedSignals {
+		words = append(words, fmt.Sprintf("%s:%v", strings.ReplaceAll(s.String(), " ", ""), tty.deliveredToCommand(s)))
+	}
+	fmt.Println(strings.Join(words, " "))
+	return 0
 }
