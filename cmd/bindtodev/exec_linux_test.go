@@ -271,7 +271,7 @@ func bashClient(network string, dest netip.Addr) string {
 	return script + "timeout 5 dd bs=512 count=1 <&3 2>/dev/null\n"
 }
 
-func parseWho(t *testing.T, what string, r result) netlab.WhoAmI {
+func whoOfRun(t *testing.T, what string, r result) netlab.WhoAmI {
 	t.Helper()
 	if r.code != 0 {
 		t.Fatalf("%s: exit %d, stdout %q, stderr %q", what, r.code, r.stdout, r.stderr)
@@ -299,16 +299,16 @@ func TestExecSeedScenario(t *testing.T) {
 		}{{"4", s.Dest4, s.LocalA4}, {"6", s.Dest6, s.LocalA6}} {
 			t.Run(network+fam.name, func(t *testing.T) {
 				script := bashClient(network, fam.dest)
-				plain := parseWho(t, "unwrapped", runCmd(t, exec.Command("bash", "-c", script), ""))
+				plain := whoOfRun(t, "unwrapped", runCmd(t, exec.Command("bash", "-c", script), ""))
 				if plain.Peer != "B" {
 					t.Errorf("unwrapped bash reached peer %s, want B (the routing table's choice)", plain.Peer)
 				}
-				child := parseWho(t, "wrapped", runCmd(t, bindtodevCmd(t, "exec", "-i", s.A, "--", "bash", "-c", script), ""))
+				child := whoOfRun(t, "wrapped", runCmd(t, bindtodevCmd(t, "exec", "-i", s.A, "--", "bash", "-c", script), ""))
 				if child.Peer != "A" || child.Source.Addr() != fam.local {
 					t.Errorf("wrapped bash reached %s from %s, want A from %s", child.Peer, child.Source, fam.local)
 				}
 				// "; exit" keeps sh from exec-ing bash in its own place.
-				grand := parseWho(t, "grandchild", runCmd(t, bindtodevCmd(t, "exec", "-i", s.A, "sh", "-c", `bash -c "$1"; exit $?`, "sh", script), ""))
+				grand := whoOfRun(t, "grandchild", runCmd(t, bindtodevCmd(t, "exec", "-i", s.A, "sh", "-c", `bash -c "$1"; exit $?`, "sh", script), ""))
 				if grand.Peer != "A" || grand.Source.Addr() != fam.local {
 					t.Errorf("bash under sh reached %s from %s, want A from %s", grand.Peer, grand.Source, fam.local)
 				}
