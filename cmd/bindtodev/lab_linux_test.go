@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,32 +24,10 @@ import (
 	"github.com/bindtodev/bindtodev/internal/netlab"
 )
 
-// newSeed is netlab.NewSeedT, tried again when building the lab fails: a
-// peer's link-local address can still be tentative when the seed binds its
-// who-am-I server to it (EADDRNOTAVAIL), which these tests, building many
-// seeds at once, hit often. The fix belongs in netlab, which waits for the
-// address on another branch; this retry then never triggers.
+// newSeed builds the seed lab; see netlab.Seed.
 func newSeed(t *testing.T) *netlab.Seed {
 	t.Helper()
-	netlab.SkipUnavailable(t)
-	var err error
-	for range 3 {
-		var s *netlab.Seed
-		if s, err = netlab.NewSeed(); err == nil {
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("close lab: %v", err)
-				}
-			})
-			return s
-		}
-		if !errors.Is(err, syscall.EADDRNOTAVAIL) {
-			break
-		}
-		t.Logf("building the seed lab again: %v", err)
-	}
-	t.Fatal(err)
-	return nil
+	return netlab.NewSeedT(t)
 }
 
 func whoAmIAddr(a netip.Addr) string {
