@@ -53,4 +53,17 @@
 // bound; re-binding or unbinding needs CAP_NET_RAW. Before 5.7 every bind
 // needs CAP_NET_RAW. The package binds each socket it creates once; [Bind]
 // on a socket that is already bound is a re-bind.
+//
+// # DNS
+//
+// Binding a connection does not bind the name lookup before it: a
+// [Dialer] given a host name asks its Resolver, and net's default resolver
+// sends its queries wherever the routing table says, so the name leaks out
+// of the default interface even when the connection does not. [Resolver]
+// returns Go's own resolver with every query socket, UDP and TCP, bound to
+// the interface; give it to the Dialer as its Resolver. Name servers on a
+// loopback address, such as a local stub resolver, are queried unbound,
+// and the stub forwards the query over any route it likes: name servers
+// reachable through the interface for lookups that stay on it. The system
+// (cgo) resolver cannot be bound at all.
 package bindtodev

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -280,23 +281,42 @@ func (h *Host) AddAddr(name string, prefix netip.Prefix) error {
 	return nil
 }
 
-// LinkLocal returns the IPv6 link-local address of h's interface name.
+// LinkLocal returns the IPv6 link-local address of h's interface name once
+// it is usable. The kernel keeps the address tentative, so that bind(2)
+// refuses it, until it has seen the veth's carrier come up, which happens
+// asynchronously after SetUp; a loaded machine takes a while.
 func (h *Host) LinkLocal(name string) (netip.Addr, error) {
 	link, err := h.nl.LinkByName(name)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("netlab: %s: find %s: %w", h.Name, name, err)
 	}
-	addrs, err := h.nl.AddrList(link, netlink.FAMILY_V6)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("netlab: %s: addresses of %s: %w", h.Name, name, err)
-	}
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsLinkLocalUnicast() {
-			return ip, nil
+	deadline := time.Now().Add(linkLocalWait)
+	for {
+		addrs, err := h.nl.AddrList(link, netlink.FAMILY_V6)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("netlab: %s: addresses of %s: %w", h.Name, name, err)
 		}
+		tentative := false
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsLinkLocalUnicast() {
+				if a.Flags&unix.IFA_F_TENTATIVE == 0 {
+					return ip, nil
+				}
+				tentative = true
+			}
+		}
+		if time.Now().After(deadline) {
+			if tentative {
+				return netip.Addr{}, fmt.Errorf("netlab: %s: the link-local address of %s is still tentative after %v", h.Name, name, linkLocalWait)
+			}
+			return netip.Addr{}, fmt.Errorf("netlab: %s: %s has no link-local address", h.Name, name)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	return netip.Addr{}, fmt.Errorf("netlab: %s: %s has no link-local address", h.Name, name)
 }
+
+// linkLocalWait bounds how long LinkLocal waits for a usable address.
+const linkLocalWait = 5 * time.Second
 
 // Route is a route of a Host: Dst through Gateway (when valid) on Dev, with
 // Metric as its priority (lower wins).
