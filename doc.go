@@ -19,8 +19,9 @@
 // built on that hook; [Dialer.NetDialer] and [ListenConfig.NetListenConfig]
 // hand the bound configuration to APIs that need exactly a *net.Dialer or
 // *net.ListenConfig. [Bind] and [Device] set and read the binding of a socket
-// that already exists. The dial path costs one setsockopt(2) per socket: no
-// interface lookup or address listing happens per dial.
+// that already exists. [Resolver] binds the sockets of Go's DNS resolver the
+// same way (see DNS below). The dial path costs one setsockopt(2) per
+// socket: no interface lookup or address listing happens per dial.
 //
 // # Guarantees
 //
