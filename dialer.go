@@ -15,6 +15,13 @@ import (
 // keep their meaning, but passing &d.Dialer to another API would dial
 // unbound. Use [Dialer.NetDialer] wherever an API needs a *net.Dialer.
 //
+// A host name is looked up with Resolver, or net's default resolver when
+// it is nil, and that resolver's queries are not bound: they leave through
+// whatever interface the routing table picks for the name server, even
+// though the connection then leaves through Interface. Set Resolver to
+// [Resolver](Interface, servers...) to send the lookups through Interface
+// too.
+//
 // A Dialer may be used by many goroutines at once, as long as its fields are
 // not changed meanwhile.
 type Dialer struct {

@@ -19,8 +19,9 @@
 // built on that hook; [Dialer.NetDialer] and [ListenConfig.NetListenConfig]
 // hand the bound configuration to APIs that need exactly a *net.Dialer or
 // *net.ListenConfig. [Bind] and [Device] set and read the binding of a socket
-// that already exists. The dial path costs one setsockopt(2) per socket: no
-// interface lookup or address listing happens per dial.
+// that already exists. [Resolver] binds the sockets of Go's DNS resolver the
+// same way (see DNS below). The dial path costs one setsockopt(2) per
+// socket: no interface lookup or address listing happens per dial.
 //
 // # Guarantees
 //
@@ -53,4 +54,17 @@
 // bound; re-binding or unbinding needs CAP_NET_RAW. Before 5.7 every bind
 // needs CAP_NET_RAW. The package binds each socket it creates once; [Bind]
 // on a socket that is already bound is a re-bind.
+//
+// # DNS
+//
+// Binding a connection does not bind the name lookup before it: a
+// [Dialer] given a host name asks its Resolver, and net's default resolver
+// sends its queries wherever the routing table says, so the name leaks out
+// of the default interface even when the connection does not. [Resolver]
+// returns Go's own resolver with every query socket, UDP and TCP, bound to
+// the interface; give it to the Dialer as its Resolver. Name servers on a
+// loopback address, such as a local stub resolver, are queried unbound,
+// and the stub forwards the query over any route it likes: name servers
+// reachable through the interface for lookups that stay on it. The system
+// (cgo) resolver cannot be bound at all.
 package bindtodev

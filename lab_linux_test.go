@@ -501,7 +501,7 @@ func TestDualStackAttemptsAllBound(t *testing.T) {
 	t.Parallel()
 	s := netlab.NewSeedT(t)
 	// Nobody owns this address on A's link, so the IPv6 attempt hangs in
-	// neighbour discovery and IPv4 wins after the fallback delay.
+	// neighbor discovery and IPv4 wins after the fallback delay.
 	silent := netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:a::99", s.N))
 	dns, err := netlab.ServeDNS(s.Local, "127.0.0.1:0", map[string][]netip.Addr{
 		"dual.lab.": {silent, s.Dest4},

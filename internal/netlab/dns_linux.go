@@ -64,13 +64,14 @@ func answer(query []byte, records map[string][]netip.Addr) ([]byte, bool) {
 	return out, err == nil
 }
 
-// Resolver returns a pure-Go resolver that sends every query to server.
+// Resolver returns a pure-Go resolver that sends every query to server,
+// over UDP, or TCP when net asks for it.
 func Resolver(server netip.AddrPort) *net.Resolver {
 	return &net.Resolver{
 		PreferGo: true,
-		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "udp", server.String())
+			return d.DialContext(ctx, network, server.String())
 		},
 	}
 }

@@ -18,14 +18,15 @@ const (
 	// innerEnv marks a process that Enter has started in its own network
 	// namespace.
 	innerEnv = "BINDTODEV_NETLAB_INNER"
-	// RequireEnv, set to "require", turns a lab that cannot be built from
-	// a skipped test into a failed one. CI sets it.
+	// RequireEnv is the environment variable that, set to "require", turns
+	// a lab that cannot be built from a skipped test into a failed one. CI
+	// sets it.
 	RequireEnv = "BINDTODEV_LAB"
 )
 
 // errUnavailable is nil once the process runs in a private namespace, and
 // says why not otherwise.
-var errUnavailable error = errors.New("netlab.Enter was not called")
+var errUnavailable = errors.New("netlab.Enter was not called")
 
 // labNS is the private namespace Enter put the process in.
 var labNS netns.NsHandle
