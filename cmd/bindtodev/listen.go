@@ -81,7 +81,7 @@ func listenAddr(arg string) (string, error) {
 	}
 	host, port, err := net.SplitHostPort(arg)
 	if err != nil {
-		return "", fmt.Errorf("%q is not [ADDR]:PORT (such as :8080, 198.51.100.7:8080 or [2001:db8::7]:8080): %v", arg, err)
+		return "", fmt.Errorf("%q is not [ADDR]:PORT (such as :8080, 198.51.100.7:8080 or [2001:db8::7]:8080): %w", arg, err)
 	}
 	if host != "" {
 		if _, err := netip.ParseAddr(host); err != nil {
@@ -89,7 +89,7 @@ func listenAddr(arg string) (string, error) {
 		}
 	}
 	if err := checkPort(port); err != nil {
-		return "", fmt.Errorf("%q: %v", arg, err)
+		return "", fmt.Errorf("%q: %w", arg, err)
 	}
 	return arg, nil
 }
