@@ -1,0 +1,79 @@
+package netlab
+
+import (
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// OifRule is a policy routing rule (ip rule): route lookups whose output
+// interface is already fixed to Oif, as for a socket bound to it, use Table
+// instead of the main table.
+type OifRule struct {
+	IPv6     bool
+	Oif      string
+	Table    int
+	Priority int
+}
+
+// AddOifRule adds r to h's policy routing rules; the lab removes it when it
+// closes h, since rules outlive the interface they name.
+func (h *Host) AddOifRule(r OifRule) error {
+	rule := netlink.NewRule()
+	rule.Family = unix.AF_INET
+	if r.IPv6 {
+		rule.Family = unix.AF_INET6
+	}
+	rule.OifName = r.Oif
+	rule.Table = r.Table
+	rule.Priority = r.Priority
+	if err := h.nl.RuleAdd(rule); err != nil {
+		return fmt.Errorf("netlab: %s: add rule %+v: %w", h.Name, r, err)
+	}
+	h.onClose(func() { _ = h.nl.RuleDel(rule) })
+	return nil
+}
+
+// AddTableRoute adds r to h's routing table number table, for use with
+// [Host.AddOifRule].
+func (h *Host) AddTableRoute(table int, r Route) error {
+	link, err := h.nl.LinkByName(r.Dev)
+	if err != nil {
+		return fmt.Errorf("netlab: %s: find %s: %w", h.Name, r.Dev, err)
+	}
+	route := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(r.Dst), Priority: r.Metric, Table: table}
+	if r.Gateway.IsValid() {
+		route.Gw = r.Gateway.AsSlice()
+	}
+	if err := h.nl.RouteAdd(route); err != nil {
+		return fmt.Errorf("netlab: %s: add route %+v to table %d: %w", h.Name, r, table, err)
+	}
+	return nil
+}
+
+// RenameLink renames h's interface from old to name. The interface must be
+// down, as the kernel refuses to rename a running one.
+func (h *Host) RenameLink(old, name string) error {
+	link, err := h.nl.LinkByName(old)
+	if err != nil {
+		return fmt.Errorf("netlab: %s: find %s: %w", h.Name, old, err)
+	}
+	if err := h.nl.LinkSetName(link, name); err != nil {
+		return fmt.Errorf("netlab: %s: rename %s to %q: %w", h.Name, old, name, err)
+	}
+	return nil
+}
+
+// LinkNames lists the names of h's interfaces.
+func (h *Host) LinkNames() ([]string, error) {
+	links, err := h.nl.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("netlab: %s: list interfaces: %w", h.Name, err)
+	}
+	names := make([]string, 0, len(links))
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
+	}
+	return names, nil
+}
