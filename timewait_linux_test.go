@@ -3,6 +3,7 @@
 package bindtodev_test
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -31,16 +32,16 @@ func timeWaitProbe(t *testing.T, s *netlab.Seed, w *watch, dest netip.Addr, ling
 	if linger0 {
 		require.NoError(t, c.(*net.TCPConn).SetLinger(0))
 	}
-	require.NoError(t, c.Close())
 	capA := w.capture(s.A)
 	start := capA.Len()
+	require.NoError(t, c.Close())
 	if !linger0 {
-		// The server closes once it sees our FIN; our ACK of its FIN
-		// puts the socket in TIME_WAIT.
+		// The server closes once it sees our FIN; its FIN puts our
+		// socket in TIME_WAIT. (Our ACK of it may itself leave through
+		// B: see TestIPv6FinalAckAfterCloseLeaks.)
 		require.True(t, capA.WaitFor(start, 5*time.Second, func(p netlab.Packet) bool {
-			return p.Outgoing && p.Src == local.Addr() && p.SrcPort == local.Port() && p.TCPFlags == netlab.TCPAck &&
-				p.PayloadLen == 0 && p.Dst == dest
-		}), "no final ACK on A")
+			return !p.Outgoing && p.Dst == local.Addr() && p.DstPort == local.Port() && p.TCPFlags&netlab.TCPFin != 0
+		}), "the server's FIN arrived on A")
 		time.Sleep(50 * time.Millisecond)
 	} else {
 		require.True(t, capA.WaitFor(start, 5*time.Second, func(p netlab.Packet) bool {
@@ -117,6 +118,11 @@ func TestIPv6TimeWaitRuleMitigation(t *testing.T) { //nolint:paralleltest // cap
 	assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "with the rule the TIME_WAIT ACK leaves through A")
 	assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 200*time.Millisecond, reply), "and not through B")
 
+	local, remote, mark = finWait2Close(t, s, w, s.Dest6)
+	reply = replyTo(local, remote)
+	assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "with the rule the last ACK leaves through A")
+	assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 200*time.Millisecond, reply), "and not through B")
+
 	// The rule changes nothing for unbound sockets: they still follow
 	// the main table.
 	c, err := net.Dial("tcp", whoAmIAddr(s.Dest6))
@@ -147,4 +153,62 @@ func TestIPv6LingerZeroLeavesNoTimeWait(t *testing.T) { //nolint:paralleltest //
 	assert.False(t, w.capture(s.A).WaitFor(mark[s.A], 100*time.Millisecond, func(p netlab.Packet) bool {
 		return reply(p) && p.TCPFlags&netlab.TCPRst == 0
 	}), "no TIME_WAIT ACK on A either")
+}
+
+// finWait2Close closes a bound connection to a server of peer A before the
+// server closes its side, so that the local socket, closed and orphaned in
+// FIN_WAIT2, is handed to the kernel's TIME_WAIT machinery; then it lets the
+// server close. It returns the 4-tuple and the capture marks taken just
+// before the server's FIN.
+func finWait2Close(t *testing.T, s *netlab.Seed, w *watch, dest netip.Addr) (local, remote netip.AddrPort, marks map[string]int) {
+	t.Helper()
+	ln, err := s.PeerA.Listen("tcp", ":0")
+	require.NoError(t, err)
+	defer ln.Close()
+	remote = netip.AddrPortFrom(dest, uint16(ln.Addr().(*net.TCPAddr).Port))
+	c, err := bindtodev.Dial(s.A, "tcp", remote.String())
+	require.NoError(t, err)
+	server, err := ln.Accept()
+	require.NoError(t, err)
+	defer server.Close()
+	local = c.LocalAddr().(*net.TCPAddr).AddrPort()
+	require.NoError(t, c.Close())
+	// The server reads our FIN but keeps its side open until later.
+	_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = server.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF)
+	time.Sleep(50 * time.Millisecond)
+	marks = map[string]int{}
+	for _, c := range w.caps {
+		marks[c.Ifname] = c.Len()
+	}
+	require.NoError(t, server.Close())
+	require.True(t, w.capture(s.A).WaitFor(marks[s.A], 5*time.Second, func(p netlab.Packet) bool {
+		return !p.Outgoing && p.DstPort == local.Port() && p.TCPFlags&netlab.TCPFin != 0
+	}), "the server's FIN arrived on A")
+	return local, remote, marks
+}
+
+// The same kernel path serves an ordinary close: when the local side closes
+// first and the peer's FIN arrives after the socket was closed, the last ACK
+// of the connection is sent by the TIME_WAIT machinery and, for IPv6, leaves
+// through B; the peer behind A never gets it and retransmits its FIN. IPv4
+// stays on A.
+func TestIPv6FinalAckAfterCloseLeaks(t *testing.T) { //nolint:paralleltest // captures every interface of the shared namespace
+	s := netlab.NewSeedT(t)
+	w := &watch{t: t}
+	caps, err := s.Local.CaptureAll()
+	require.NoError(t, err)
+	w.caps = caps
+	t.Cleanup(w.stop)
+
+	local, remote, mark := finWait2Close(t, s, w, s.Dest6)
+	reply := replyTo(local, remote)
+	assert.True(t, w.capture(s.B).WaitFor(mark[s.B], 3*time.Second, reply), "IPv6: the last ACK leaves through B")
+	assert.False(t, w.capture(s.A).WaitFor(mark[s.A], 100*time.Millisecond, reply), "IPv6: and not through A")
+
+	local, remote, mark = finWait2Close(t, s, w, s.Dest4)
+	reply = replyTo(local, remote)
+	assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "IPv4: the last ACK leaves through A")
+	assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 100*time.Millisecond, reply), "IPv4: not through B")
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -280,22 +281,28 @@ func (h *Host) AddAddr(name string, prefix netip.Prefix) error {
 	return nil
 }
 
-// LinkLocal returns the IPv6 link-local address of h's interface name.
+// LinkLocal returns the IPv6 link-local address of h's interface name. It
+// waits, up to a few seconds, for the address to leave the tentative state
+// it holds until the link has a carrier, as it cannot be bound before.
 func (h *Host) LinkLocal(name string) (netip.Addr, error) {
 	link, err := h.nl.LinkByName(name)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("netlab: %s: find %s: %w", h.Name, name, err)
 	}
-	addrs, err := h.nl.AddrList(link, netlink.FAMILY_V6)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("netlab: %s: addresses of %s: %w", h.Name, name, err)
-	}
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsLinkLocalUnicast() {
-			return ip, nil
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		addrs, err := h.nl.AddrList(link, netlink.FAMILY_V6)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("netlab: %s: addresses of %s: %w", h.Name, name, err)
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsLinkLocalUnicast() && a.Flags&unix.IFA_F_TENTATIVE == 0 {
+				return ip, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return netip.Addr{}, fmt.Errorf("netlab: %s: %s has no usable link-local address", h.Name, name)
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("netlab: %s: %s has no link-local address", h.Name, name)
 }
 
 // Route is a route of a Host: Dst through Gateway (when valid) on Dev, with
