@@ -231,6 +231,11 @@ func (h *Host) CaptureAll(except ...string) ([]*Capture, error) {
 		}
 		c, err := h.Capture(name)
 		if err != nil {
+			if _, lerr := h.nl.LinkByName(name); lerr != nil {
+				// Deleted since the listing (another lab closing):
+				// nothing can leave through it any more.
+				continue
+			}
 			for _, c := range caps {
 				_, _, _ = c.Stop()
 			}
