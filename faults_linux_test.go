@@ -319,4 +319,3 @@ func TestInterfaceRecreated(t *testing.T) { //nolint:paralleltest // deletes the
 	a.Close()
 	w.requireNoLeak(nil)
 }
-

@@ -138,9 +138,12 @@ func TestLongNameEveryEntryPoint(t *testing.T) {
 		d := &bindtodev.Dialer{Interface: long}
 		lc := &bindtodev.ListenConfig{Interface: long}
 		for what, call := range map[string]func() error{
-			"Dialer":          func() error { _, err := d.Dial("udp", whoAmIAddr(s.Dest4)); return err },
-			"NetDialer":       func() error { _, err := d.NetDialer().Dial("tcp", whoAmIAddr(s.Dest4)); return err },
-			"Control":         func() error { _, err := (&net.Dialer{Control: bindtodev.Control(long)}).Dial("udp", whoAmIAddr(s.Dest4)); return err },
+			"Dialer":    func() error { _, err := d.Dial("udp", whoAmIAddr(s.Dest4)); return err },
+			"NetDialer": func() error { _, err := d.NetDialer().Dial("tcp", whoAmIAddr(s.Dest4)); return err },
+			"Control": func() error {
+				_, err := (&net.Dialer{Control: bindtodev.Control(long)}).Dial("udp", whoAmIAddr(s.Dest4))
+				return err
+			},
 			"Listen":          func() error { _, err := lc.Listen(ctx, "tcp", ":0"); return err },
 			"ListenPacket":    func() error { _, err := lc.ListenPacket(ctx, "udp", ":0"); return err },
 			"NetListenConfig": func() error { _, err := lc.NetListenConfig().ListenPacket(ctx, "udp", ":0"); return err },
@@ -148,5 +151,45 @@ func TestLongNameEveryEntryPoint(t *testing.T) {
 			err := call()
 			assert.ErrorIs(t, err, bindtodev.ErrInvalidName, "%s(%q)", what, long)
 		}
+	}
+}
+
+// Alternative interface names (ip link property add altname) are found by
+// SO_BINDTODEVICE too, but the kernel does not hold them to its rule for
+// names. The package accepts an alternative name that obeys the rule,
+// including '%', which no primary name can hold, and refuses the others
+// (fail closed); a 16-byte name whose first 15 bytes are an alternative
+// name is the truncation trap again, and is refused.
+func TestAltNames(t *testing.T) {
+	t.Parallel()
+	s := netlab.NewSeedT(t)
+	alt15 := fmt.Sprintf("alt%d-abcdefghijk", s.N)[:15]
+	percent := fmt.Sprintf("p%%d-%d", s.N)
+	colon := fmt.Sprintf("alt:%d", s.N)
+	for _, alt := range []string{alt15, percent, colon} {
+		require.NoError(t, s.Local.AddAltName(s.A, alt))
+	}
+	for _, alt := range []string{alt15, percent} {
+		c, err := bindtodev.Dial(alt, "tcp", whoAmIAddr(s.Dest4))
+		require.NoError(t, err, alt)
+		assert.Equal(t, s.A, deviceOf(t, c), "bound to the interface that has the alternative name %q", alt)
+		assert.Equal(t, "A", ask(t, "tcp", c).Peer)
+	}
+	for _, name := range []string{colon, alt15 + "x"} {
+		// The kernel binds both to A.
+		pc, err := net.ListenPacket("udp4", ":0")
+		require.NoError(t, err)
+		defer pc.Close()
+		rc, err := pc.(*net.UDPConn).SyscallConn()
+		require.NoError(t, err)
+		var setErr error
+		require.NoError(t, rc.Control(func(fd uintptr) {
+			setErr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, name)
+		}))
+		require.NoError(t, setErr, name)
+		assert.Equal(t, s.A, deviceOf(t, pc), name)
+		// The package refuses them.
+		_, err = bindtodev.Dial(name, "tcp", whoAmIAddr(s.Dest4))
+		assert.ErrorIs(t, err, bindtodev.ErrInvalidName, name)
 	}
 }

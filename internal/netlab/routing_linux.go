@@ -77,3 +77,25 @@ func (h *Host) LinkNames() ([]string, error) {
 	}
 	return names, nil
 }
+
+// LinkName returns the name of h's interface with the given index.
+func (h *Host) LinkName(index int) (string, error) {
+	link, err := h.nl.LinkByIndex(index)
+	if err != nil {
+		return "", fmt.Errorf("netlab: %s: find interface %d: %w", h.Name, index, err)
+	}
+	return link.Attrs().Name, nil
+}
+
+// AddAltName gives h's interface name the alternative name alt (ip link
+// property add altname); the kernel removes it with the interface.
+func (h *Host) AddAltName(name, alt string) error {
+	link, err := h.nl.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("netlab: %s: find %s: %w", h.Name, name, err)
+	}
+	if err := h.nl.LinkAddAltName(link, alt); err != nil {
+		return fmt.Errorf("netlab: %s: add altname %q to %s: %w", h.Name, alt, name, err)
+	}
+	return nil
+}
