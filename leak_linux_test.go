@@ -97,7 +97,7 @@ func leakTest(t *testing.T, withRule bool) {
 		require.NoError(t, s.Local.AddTableRoute(table, netlab.Route{
 			Dst: netip.MustParsePrefix("::/0"), Gateway: s.PeerA6, Dev: s.A,
 		}))
-		require.NoError(t, s.Local.AddOifRule(netlab.OifRule{IPv6: true, Oif: s.A, Table: table, Priority: 100}))
+		require.NoError(t, s.Local.AddRule(netlab.Rule{IPv6: true, Oif: s.A, Table: table, Priority: 100}))
 		excuse = nil
 	}
 	localLL, err := s.Local.LinkLocal(s.A)

@@ -106,7 +106,7 @@ func TestIPv6TimeWaitRuleMitigation(t *testing.T) { //nolint:paralleltest // cap
 	require.NoError(t, s.Local.AddTableRoute(table, netlab.Route{
 		Dst: netip.MustParsePrefix("::/0"), Gateway: s.PeerA6, Dev: s.A,
 	}))
-	require.NoError(t, s.Local.AddOifRule(netlab.OifRule{IPv6: true, Oif: s.A, Table: table, Priority: 100}))
+	require.NoError(t, s.Local.AddRule(netlab.Rule{IPv6: true, Oif: s.A, Table: table, Priority: 100}))
 	w := &watch{t: t}
 	caps, err := s.Local.CaptureAll()
 	require.NoError(t, err)
@@ -211,4 +211,32 @@ func TestIPv6FinalAckAfterCloseLeaks(t *testing.T) { //nolint:paralleltest // ca
 	reply = replyTo(local, remote)
 	assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "IPv4: the last ACK leaves through A")
 	assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 100*time.Millisecond, reply), "IPv4: not through B")
+}
+
+// A rule on the source address covers what the oif rule cannot: the RST
+// the kernel sends for a segment of a connection that no longer exists,
+// which carries A's address but belongs to no socket.
+func TestIPv6SourceRuleCoversKernelResets(t *testing.T) { //nolint:paralleltest // captures every interface of the shared namespace
+	s := netlab.NewSeedT(t)
+	table := 1000 + s.N
+	require.NoError(t, s.Local.AddTableRoute(table, netlab.Route{
+		Dst: netip.MustParsePrefix("::/0"), Gateway: s.PeerA6, Dev: s.A,
+	}))
+	require.NoError(t, s.Local.AddRule(netlab.Rule{IPv6: true, Src: netip.PrefixFrom(s.LocalA6, 128), Table: table, Priority: 100}))
+	w := &watch{t: t}
+	caps, err := s.Local.CaptureAll()
+	require.NoError(t, err)
+	w.caps = caps
+	t.Cleanup(w.stop)
+
+	for _, linger0 := range []bool{false, true} {
+		local, remote, mark := timeWaitProbe(t, s, w, s.Dest6, linger0)
+		reply := replyTo(local, remote)
+		assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "linger 0 %v: the reply leaves through A", linger0)
+		assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 200*time.Millisecond, reply), "linger 0 %v: and not through B", linger0)
+	}
+	local, remote, mark := finWait2Close(t, s, w, s.Dest6)
+	reply := replyTo(local, remote)
+	assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "the last ACK leaves through A")
+	assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 200*time.Millisecond, reply), "and not through B")
 }

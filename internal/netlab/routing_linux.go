@@ -2,30 +2,36 @@ package netlab
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// OifRule is a policy routing rule (ip rule): route lookups whose output
-// interface is already fixed to Oif, as for a socket bound to it, use Table
-// instead of the main table.
-type OifRule struct {
+// Rule is a policy routing rule (ip rule): route lookups that match it use
+// Table instead of the main table. With Oif set it matches lookups whose
+// output interface is already fixed to Oif, as for a socket bound to it;
+// with Src set, lookups for packets from those source addresses.
+type Rule struct {
 	IPv6     bool
 	Oif      string
+	Src      netip.Prefix
 	Table    int
 	Priority int
 }
 
-// AddOifRule adds r to h's policy routing rules; the lab removes it when it
+// AddRule adds r to h's policy routing rules; the lab removes it when it
 // closes h, since rules outlive the interface they name.
-func (h *Host) AddOifRule(r OifRule) error {
+func (h *Host) AddRule(r Rule) error {
 	rule := netlink.NewRule()
 	rule.Family = unix.AF_INET
 	if r.IPv6 {
 		rule.Family = unix.AF_INET6
 	}
 	rule.OifName = r.Oif
+	if r.Src.IsValid() {
+		rule.Src = ipNet(r.Src)
+	}
 	rule.Table = r.Table
 	rule.Priority = r.Priority
 	if err := h.nl.RuleAdd(rule); err != nil {
@@ -36,7 +42,7 @@ func (h *Host) AddOifRule(r OifRule) error {
 }
 
 // AddTableRoute adds r to h's routing table number table, for use with
-// [Host.AddOifRule].
+// [Host.AddRule].
 func (h *Host) AddTableRoute(table int, r Route) error {
 	link, err := h.nl.LinkByName(r.Dev)
 	if err != nil {
