@@ -41,6 +41,16 @@
 //     traffic never leaves the host. Unix domain sockets are left alone for
 //     the same reason.
 //
+// # Limits
+//
+// Some packets escape any socket option. For IPv6 TCP, the replies the
+// kernel itself sends for a socket in TIME_WAIT, including the last ACK of a
+// connection closed locally first, follow the routing table. On a bound
+// packet socket, an unconnected WriteTo an IPv6 link-local address whose
+// zone names another interface, and an IPv4 IP_PKTINFO control message
+// naming another interface, send through that interface. SECURITY.md in the
+// repository describes these limits and their tested mitigations.
+//
 // # Platforms
 //
 // SO_BINDTODEVICE exists only on Linux. On every other platform the package
