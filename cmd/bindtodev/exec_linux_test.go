@@ -588,7 +588,7 @@ func TestExecForwardsSignals(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			defer cmd.Process.Kill()
+			defer func() { _ = cmd.Process.Kill() }()
 			rd := bufio.NewReader(out)
 			if line, err := rd.ReadString('\n'); line != "ready\n" {
 				t.Fatalf("command did not start: %q, %v, stderr %q", line, err, stderr.String())
@@ -620,12 +620,12 @@ func TestExecFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Rmdir(parent) })
+	t.Cleanup(func() { _ = unix.Rmdir(parent) })
 	readOnly, err := os.MkdirTemp(own, "bindtodev-test-ro-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Rmdir(readOnly) })
+	t.Cleanup(func() { _ = unix.Rmdir(readOnly) })
 	if err := os.Chmod(readOnly, 0o555); err != nil {
 		t.Fatal(err)
 	}

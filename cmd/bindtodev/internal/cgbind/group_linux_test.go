@@ -143,7 +143,7 @@ func TestSweep(t *testing.T) {
 	t.Parallel()
 	parent := ownCgroup(t)
 	live := newGroup(t, parent)
-	defer live.Remove()
+	defer func() { _ = live.Remove() }()
 
 	busy := newGroup(t, parent)
 	exe, _ := os.Executable()
@@ -152,7 +152,7 @@ func TestSweep(t *testing.T) {
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(exe, err)
 	}
-	defer sleeper.Process.Kill()
+	defer func() { _ = sleeper.Process.Kill() }()
 	if err := busy.Remove(); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Remove with a process inside: %v, want ErrBusy", err)
 	}
@@ -166,7 +166,7 @@ func TestSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := newGroup(t, parent)
-	defer g.Remove()
+	defer func() { _ = g.Remove() }()
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stale cgroup %s not swept: %v", stale, err)
 	}
@@ -184,7 +184,7 @@ func TestSweep(t *testing.T) {
 	_ = sleeper.Process.Kill()
 	_ = sleeper.Wait()
 	g2 := newGroup(t, parent)
-	defer g2.Remove()
+	defer func() { _ = g2.Remove() }()
 	if _, err := os.Stat(busy.Path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("emptied cgroup %s not swept: %v", busy.Path, err)
 	}
@@ -208,14 +208,14 @@ func TestNewRefusesNonCgroup2(t *testing.T) {
 func TestNewRefusesInheritedProgram(t *testing.T) {
 	t.Parallel()
 	outer := newGroup(t, ownCgroup(t))
-	defer outer.Remove()
+	defer func() { _ = outer.Remove() }()
 	// Re-attach outer's kind of program to outer with ALLOW_MULTI, as a
 	// foreign tool might: only then may descendants attach their own.
 	parent, err := os.MkdirTemp(outer.Path, "multi-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Rmdir(parent)
+	defer func() { _ = unix.Rmdir(parent) }()
 	pfd, err := unix.Open(parent, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +244,7 @@ func TestNewRefusesInheritedProgram(t *testing.T) {
 	if err := os.Mkdir(base, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Rmdir(base)
+	defer func() { _ = unix.Rmdir(base) }()
 	bfd, err := unix.Open(base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +255,7 @@ func TestNewRefusesInheritedProgram(t *testing.T) {
 	}
 	g, err := New(base, 2)
 	if err == nil {
-		g.Remove()
+		_ = g.Remove()
 		t.Fatal("New below a cgroup with an ALLOW_MULTI program succeeded")
 	}
 	if !strings.Contains(err.Error(), "BPF_F_ALLOW_MULTI") {
