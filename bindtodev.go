@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 )
@@ -237,7 +236,7 @@ func checkZone(fd uintptr, zone, ifname, address string) error {
 	if zone == ifname {
 		return nil
 	}
-	if index, err := strconv.Atoi(zone); err == nil {
+	if index, ok := zoneIndex(zone); ok {
 		bound, err := boundIndex(fd)
 		if err != nil {
 			return fmt.Errorf("read back the index of device %q: %w", ifname, err)
@@ -248,6 +247,26 @@ func checkZone(fd uintptr, zone, ifname, address string) error {
 	}
 	return fmt.Errorf("address %s names interface %q but the socket is bound to %q: %w",
 		address, zone, ifname, syscall.EINVAL)
+}
+
+// zoneIndex reads a numeric zone the way net turns one into a scope ID:
+// decimal digits only, leading zeros allowed.
+func zoneIndex(zone string) (int, bool) {
+	if zone == "" {
+		return 0, false
+	}
+	if zone = strings.TrimLeft(zone, "0"); len(zone) > 9 {
+		return 0, false // larger than any interface index
+	}
+	n := 0
+	for i := 0; i < len(zone); i++ {
+		c := zone[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 func (b binding) bindSource(network, address string, c syscall.RawConn) error {

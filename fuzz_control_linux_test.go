@@ -72,7 +72,7 @@ func FuzzControl(f *testing.F) {
 			}
 		case dev != ifname:
 			t.Fatalf("Control(%q, %q) left the socket bound to %q (err %v)", network, address, dev, err)
-		case zone != "" && zone != ifname && zone != idx:
+		case zone != "" && zone != ifname && !decimalIs(zone, index):
 			if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), strconv.Quote(zone)) {
 				t.Fatalf("Control(%q, %q) = %v; want EINVAL naming the zone", network, address, err)
 			}
@@ -80,6 +80,21 @@ func FuzzControl(f *testing.F) {
 			t.Fatalf("Control(%q, %q) = %v", network, address, err)
 		}
 	})
+}
+
+// decimalIs reports whether zone is index written in decimal digits, with
+// any leading zeros, which is how net reads a numeric zone.
+func decimalIs(zone string, index int) bool {
+	trimmed := strings.TrimLeft(zone, "0")
+	if trimmed == "" {
+		trimmed = "0"
+	}
+	for _, c := range trimmed {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return trimmed == strconv.Itoa(index)
 }
 
 // fuzzParse reads an address as net hands it to a Control hook, the same
