@@ -472,13 +472,13 @@ func TestSourceDoesNotReservePorts(t *testing.T) { //nolint:paralleltest // chan
 func TestSourceFamily(t *testing.T) {
 	t.Parallel()
 	s := netlab.NewSeedT(t)
-	dns, err := netlab.ServeDNS(s.Local, "127.0.0.1:0", map[string][]netip.Addr{
+	dns, err := netlab.StartDNS(s.Local, netip.MustParseAddrPort("127.0.0.1:0"), netlab.DNSConfig{Records: map[string][]netip.Addr{
 		"both.lab.": {s.Dest6, s.Dest4},
 		"v6.lab.":   {s.Dest6},
-	})
+	}})
 	require.NoError(t, err)
 	d := &bindtodev.Dialer{Interface: s.A, Source: s.LocalA4}
-	d.Resolver = netlab.Resolver(dns)
+	d.Resolver = netlab.Resolver(dns.Addr)
 	d.Timeout = 5 * time.Second
 	for _, network := range []string{"tcp", "udp"} {
 		c, err := d.Dial(network, fmt.Sprintf("both.lab:%d", netlab.WhoAmIPort))
@@ -503,14 +503,14 @@ func TestDualStackAttemptsAllBound(t *testing.T) {
 	// Nobody owns this address on A's link, so the IPv6 attempt hangs in
 	// neighbor discovery and IPv4 wins after the fallback delay.
 	silent := netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:a::99", s.N))
-	dns, err := netlab.ServeDNS(s.Local, "127.0.0.1:0", map[string][]netip.Addr{
+	dns, err := netlab.StartDNS(s.Local, netip.MustParseAddrPort("127.0.0.1:0"), netlab.DNSConfig{Records: map[string][]netip.Addr{
 		"dual.lab.": {silent, s.Dest4},
-	})
+	}})
 	require.NoError(t, err)
 	var mu sync.Mutex
 	attempts := map[string]string{}
 	d := &bindtodev.Dialer{Interface: s.A}
-	d.Resolver = netlab.Resolver(dns)
+	d.Resolver = netlab.Resolver(dns.Addr)
 	d.FallbackDelay = 50 * time.Millisecond
 	d.Control = func(network, address string, c syscall.RawConn) error {
 		dev, err := readDevice(c)

@@ -9,30 +9,9 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// ServeDNS answers A and AAAA queries over UDP on address in h's namespace
-// from records, which maps fully qualified names ("db.lab.") to addresses.
-// Other names get NXDOMAIN. It returns the address it listens on.
-func ServeDNS(h *Host, address string, records map[string][]netip.Addr) (netip.AddrPort, error) {
-	pc, err := h.ListenPacket("udp", address)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	h.onClose(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if reply, ok := answer(buf[:n], records); ok {
-				_, _ = pc.WriteTo(reply, from)
-			}
-		}
-	}()
-	return netip.MustParseAddrPort(pc.LocalAddr().String()), nil
-}
-
+// answer builds the reply to query from records, which maps fully
+// qualified names to the addresses of their A and AAAA answers; other names
+// get NXDOMAIN.
 func answer(query []byte, records map[string][]netip.Addr) ([]byte, bool) {
 	var p dnsmessage.Parser
 	hdr, err := p.Start(query)

@@ -16,8 +16,7 @@ import (
 // DNSConfig says how a [DNSServer] answers.
 type DNSConfig struct {
 	// Records maps fully qualified names ("svc.lab.test.") to the
-	// addresses of their A and AAAA answers, as for ServeDNS. Other names
-	// get NXDOMAIN.
+	// addresses of their A and AAAA answers. Other names get NXDOMAIN.
 	Records map[string][]netip.Addr
 	// TruncateUDP answers every UDP query with an empty answer whose TC
 	// bit is set, so that a client must ask again over TCP.
