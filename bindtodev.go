@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -184,17 +185,7 @@ func (b binding) controlContext(ctx context.Context, network, address string, c 
 	}
 	addr, parsed := parseAddr(address)
 	if wantsDevice(network, addr, parsed) {
-		zone := addr.Zone()
-		err := withRaw(c, func(fd uintptr) error {
-			if err := deviceError(b.ifname, setDevice(fd, b.ifname)); err != nil {
-				return err
-			}
-			if zone != "" {
-				return checkZone(fd, zone, b.ifname, address)
-			}
-			return nil
-		})
-		if err != nil {
+		if err := bindDevice(c, b.ifname, addr.Zone(), address); err != nil {
 			return err
 		}
 	}
@@ -207,6 +198,44 @@ func (b binding) controlContext(ctx context.Context, network, address string, c 
 		return b.bindSource(network, address, c)
 	}
 	return nil
+}
+
+// deviceCall carries the binding of one socket through RawConn.Control,
+// which takes a func(fd uintptr): a closure would hold the inputs and the
+// error, and cost three allocations on every dial. A deviceCall holds them
+// instead, its method value is made once, and the pool reuses it, so that a
+// bound dial allocates no more for the binding than for the hook itself.
+type deviceCall struct {
+	run                   func(fd uintptr) // bind, bound to this deviceCall
+	ifname, zone, address string
+	err                   error
+}
+
+var deviceCalls = sync.Pool{New: func() any {
+	dc := new(deviceCall)
+	dc.run = dc.bind
+	return dc
+}}
+
+func (dc *deviceCall) bind(fd uintptr) {
+	dc.err = deviceError(dc.ifname, setDevice(fd, dc.ifname))
+	if dc.err == nil && dc.zone != "" {
+		dc.err = checkZone(fd, dc.zone, dc.ifname, dc.address)
+	}
+}
+
+// bindDevice binds the socket of c to ifname and checks the IPv6 zone of
+// the address, if any, against it.
+func bindDevice(c syscall.RawConn, ifname, zone, address string) error {
+	dc := deviceCalls.Get().(*deviceCall)
+	dc.ifname, dc.zone, dc.address = ifname, zone, address
+	err := c.Control(dc.run)
+	if err == nil {
+		err = dc.err
+	}
+	dc.ifname, dc.zone, dc.address, dc.err = "", "", "", nil
+	deviceCalls.Put(dc)
+	return err
 }
 
 // wantsDevice reports whether a socket for network and address must be

@@ -69,27 +69,28 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 func (d *Dialer) NetDialer() *net.Dialer {
 	nd, err := d.netDialer()
 	if err != nil {
-		nd = new(net.Dialer)
-		*nd = d.Dialer
+		nd = d.Dialer
 		nd.LocalAddr, nd.Control = nil, nil
 		nd.ControlContext = binding{err: err}.controlContext
 	}
-	return nd
+	return &nd
 }
 
-func (d *Dialer) netDialer() (*net.Dialer, error) {
+// netDialer returns the bound configuration by value: net.Dialer's methods
+// do not keep their receiver, so a dial can use it from the stack and
+// allocate only the hook.
+func (d *Dialer) netDialer() (net.Dialer, error) {
 	if err := checkName(d.Interface); err != nil {
-		return nil, err
+		return net.Dialer{}, err
 	}
 	b := binding{ifname: d.Interface, user: d.ControlContext}
 	if b.user == nil {
 		b.user = ignoreContext(d.Control)
 	}
-	nd := new(net.Dialer)
-	*nd = d.Dialer
+	nd := d.Dialer
 	src, fromLocal, err := d.sourceAddr()
 	if err != nil {
-		return nil, err
+		return net.Dialer{}, err
 	}
 	if fromLocal {
 		nd.LocalAddr = nil
