@@ -37,7 +37,7 @@ type benchNet struct {
 	remote netip.Addr // the peer's address
 }
 
-func newBenchNet(b *testing.B) *benchNet {
+func newBenchNet(b testing.TB) *benchNet {
 	b.Helper()
 	lab := netlab.NewT(b)
 	n := &benchNet{
@@ -76,7 +76,7 @@ var abort = unix.Linger{Onoff: 1, Linger: 0}
 // closed it: no TIME_WAIT builds up
 // on either side, however many dials a run makes (left to pile up, TIME_WAIT
 // fills after about 130,000 dials and stalls them for a 1 s retransmit).
-func (n *benchNet) serveResets(b *testing.B) {
+func (n *benchNet) serveResets(b testing.TB) {
 	b.Helper()
 	var lfd int
 	err := n.peer.Do(func() error {
