@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -20,9 +22,17 @@ import (
 
 // The benchmarks measure the package against the physical floor: every
 // connection goes through a veth pair to a peer namespace, never over
-// loopback, which the package leaves unbound. Sub-benchmarks are named
-// .../variant=NAME so that `benchstat -col /variant` puts the variants side
-// by side; scripts/bench.sh runs them in interleaved rounds.
+// loopback, which the package leaves unbound.
+//
+// This machine is shared, and the time of the same operation swings by half
+// from one quarter second to the next, so variants measured one after the
+// other cannot be compared to a few percent. Each sub-benchmark therefore
+// pairs its variant with the group's baseline inside every iteration, in
+// alternating order, and reports besides its own ns/op the ratio of the two
+// over the same iterations ("time/plain" for dials, "rate/unbound" for
+// throughput): drift hits both sides of every ratio alike. The baseline
+// paired with itself shows the noise floor. allocs/op and B/op are counted
+// for the variant alone, over dials made before the timed loop.
 
 // sinkPort is where the peer's sinks listen: a TCP server that resets
 // every connection it accepts, and a UDP socket that never reads.
@@ -221,17 +231,96 @@ func checkDial(b *testing.B, v dialVariant, address, ifname string) {
 	}
 }
 
-// benchDial measures TCP dial and close. The sink resets the connection
-// after the client's FIN, so nothing waits in TIME_WAIT.
-func benchDial(b *testing.B, v dialVariant, address string) {
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		c, err := v.dial(ctx, "tcp", address)
-		if err != nil {
-			b.Fatalf("%s: %v", v.name, err)
+// allocCount is how many operations the untimed allocation count spans.
+const allocCount = 64
+
+// reportAllocs replaces the allocations that -benchmem would report for a
+// paired iteration, which holds the baseline's too, by those of op alone,
+// counted over allocCount calls. The peer's servers allocate nothing, so the
+// count is the variant's own.
+func reportAllocs(b *testing.B, op func() error) {
+	b.Helper()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range allocCount {
+		if err := op(); err != nil {
+			b.Fatal(err)
 		}
-		c.Close()
+	}
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/allocCount, "allocs/op")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/allocCount, "B/op")
+}
+
+// paired times op and base alternately, each batch times per iteration and
+// base first on every other one, and reports op's ns/op and the ratio of
+// the two totals: "time/"+baseName, or with rate "rate/"+baseName, the
+// inverse, for throughput.
+func paired(b *testing.B, baseName string, rate bool, batch int, op, base func() error) {
+	b.Helper()
+	var tOp, tBase time.Duration
+	timed := func(f func() error) (time.Duration, error) {
+		start := time.Now()
+		for range batch {
+			if err := f(); err != nil {
+				return 0, err
+			}
+		}
+		return time.Since(start), nil
+	}
+	n := 0
+	for ; b.Loop(); n++ {
+		first, second := op, base
+		if n%2 == 1 {
+			first, second = base, op
+		}
+		d1, err := timed(first)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d2, err := timed(second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n%2 == 1 {
+			d1, d2 = d2, d1
+		}
+		tOp += d1
+		tBase += d2
+	}
+	b.ReportMetric(float64(tOp.Nanoseconds())/float64(n*batch), "ns/op")
+	if rate {
+		b.ReportMetric(float64(tBase)/float64(tOp), "rate/"+baseName)
+	} else {
+		b.ReportMetric(float64(tOp)/float64(tBase), "time/"+baseName)
+	}
+}
+
+// dialOnce returns an operation that dials address with dial and closes
+// the connection at once; the sink resets it after the client's FIN, so
+// nothing waits in TIME_WAIT.
+func dialOnce(dial dialFunc, address string) func() error {
+	ctx := context.Background()
+	return func() error {
+		c, err := dial(ctx, "tcp", address)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+}
+
+// benchDials runs a sub-benchmark for each variant, paired with plain.
+func benchDials(b *testing.B, prefix string, variants []dialVariant, address, ifname string) {
+	b.Helper()
+	plain := dialOnce(variants[0].dial, address)
+	for _, v := range variants {
+		checkDial(b, v, address, ifname)
+		b.Run(prefix+"variant="+v.name, func(b *testing.B) {
+			op := dialOnce(v.dial, address)
+			reportAllocs(b, op)
+			paired(b, "plain", false, 1, op, plain)
+		})
 	}
 }
 
@@ -242,80 +331,78 @@ func benchDial(b *testing.B, v dialVariant, address string) {
 func BenchmarkDial(b *testing.B) {
 	n := newBenchNet(b)
 	n.serveResets(b)
-	address := n.sink().String()
-	for _, v := range dialVariants(n.ifname, n.local) {
-		checkDial(b, v, address, n.ifname)
-		b.Run("variant="+v.name, func(b *testing.B) { benchDial(b, v, address) })
-	}
+	benchDials(b, "", dialVariants(n.ifname, n.local), n.sink().String(), n.ifname)
 }
 
 // BenchmarkListenAccept compares the accept rate of a bound and an unbound
-// listener. A connector in the peer namespace keeps a window of connection
-// attempts open and aborts each one once established, so that the accept
-// queue never overflows (a dropped SYN costs a 1 s retransmit) and nothing
-// enters TIME_WAIT.
+// listener. A connector in the peer namespace keeps a window of connections
+// open to each listener and aborts each one once established, so that the
+// accept queue never overflows (a dropped SYN costs a 1 s retransmit) and
+// nothing enters TIME_WAIT.
 func BenchmarkListenAccept(b *testing.B) {
 	n := newBenchNet(b)
-	listeners := []struct {
-		name   string
-		config interface {
-			Listen(context.Context, string, string) (net.Listener, error)
-		}
+	const window = 16 // connections queued per listener
+	tokens := make(chan uint16, 2*window)
+	configs := map[string]interface {
+		Listen(context.Context, string, string) (net.Listener, error)
 	}{
-		{"unbound", &net.ListenConfig{}},
-		{"bound", &bindtodev.ListenConfig{Interface: n.ifname}},
+		"unbound": &net.ListenConfig{},
+		"bound":   &bindtodev.ListenConfig{Interface: n.ifname},
 	}
-	for _, l := range listeners {
-		b.Run("variant="+l.name, func(b *testing.B) {
-			ln, err := l.config.Listen(context.Background(), "tcp4", netip.AddrPortFrom(n.local, 0).String())
+	accept := map[string]func() error{}
+	for name, lc := range configs {
+		ln, err := lc.Listen(context.Background(), "tcp4", netip.AddrPortFrom(n.local, 0).String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { ln.Close() })
+		dev, err := bindtodev.Device(ln.(*net.TCPListener))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if want := map[bool]string{true: n.ifname}[name == "bound"]; dev != want {
+			b.Fatalf("%s listener bound to %q, want %q", name, dev, want)
+		}
+		port := netip.MustParseAddrPort(ln.Addr().String()).Port()
+		for range window {
+			tokens <- port
+		}
+		accept[name] = func() error {
+			c, err := ln.Accept()
 			if err != nil {
-				b.Fatal(err)
+				return err
 			}
-			defer ln.Close()
-			dev, err := bindtodev.Device(ln.(*net.TCPListener))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if want := map[bool]string{true: n.ifname}[l.name == "bound"]; dev != want {
-				b.Fatalf("listener bound to %q, want %q", dev, want)
-			}
-			port := netip.MustParseAddrPort(ln.Addr().String()).Port()
-			const window = 32
-			tokens := make(chan struct{}, window)
-			for range window {
-				tokens <- struct{}{}
-			}
-			stop := make(chan struct{})
-			connErr := make(chan error, 1)
-			go func() {
-				connErr <- n.peer.Do(func() error { return connectLoop(n.local, port, tokens, stop) })
-			}()
-			b.ReportAllocs()
-			for b.Loop() {
-				c, err := ln.Accept()
-				if err != nil {
-					b.Fatal(err)
-				}
-				c.Close()
-				tokens <- struct{}{}
-			}
-			close(stop)
-			if err := <-connErr; err != nil {
-				b.Fatal(err)
-			}
+			tokens <- port
+			return c.Close()
+		}
+	}
+	stop := make(chan struct{})
+	connErr := make(chan error, 1)
+	go func() {
+		connErr <- n.peer.Do(func() error { return connectLoop(n.local, tokens, stop) })
+	}()
+	for _, name := range []string{"unbound", "bound"} {
+		b.Run("variant="+name, func(b *testing.B) {
+			reportAllocs(b, accept[name])
+			paired(b, "unbound", true, 1, accept[name], accept["unbound"])
 		})
+	}
+	close(stop)
+	if err := <-connErr; err != nil {
+		b.Fatal(err)
 	}
 }
 
-// connectLoop connects to to:port once per token, with raw system calls so
-// that it allocates nothing, and aborts each connection at once.
-func connectLoop(to netip.Addr, port uint16, tokens <-chan struct{}, stop <-chan struct{}) error {
-	sa := &unix.SockaddrInet4{Port: int(port), Addr: to.As4()}
+// connectLoop connects to a port of to for each token, with raw system
+// calls so that it allocates nothing, and aborts each connection at once.
+func connectLoop(to netip.Addr, tokens <-chan uint16, stop <-chan struct{}) error {
+	sa := &unix.SockaddrInet4{Addr: to.As4()}
 	for {
 		select {
 		case <-stop:
 			return nil
-		case <-tokens:
+		case port := <-tokens:
+			sa.Port = int(port)
 		}
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -329,6 +416,10 @@ func connectLoop(to netip.Addr, port uint16, tokens <-chan struct{}, stop <-chan
 		}
 	}
 }
+
+// udpBatch is how many datagrams each side of a pair writes between two
+// readings of the clock, which cost a few percent of one write.
+const udpBatch = 16
 
 // BenchmarkUDPWrite compares datagram writes of 64 and 1400 bytes from a
 // bound and an unbound socket, connected (Write) and unconnected
@@ -345,47 +436,50 @@ func BenchmarkUDPWrite(b *testing.B) {
 	dst := n.sink()
 	bound := &bindtodev.Dialer{Interface: n.ifname}
 	boundLC := &bindtodev.ListenConfig{Interface: n.ifname}
-	open := map[string]map[bool]func() (*net.UDPConn, error){
+	open := map[string]map[string]func() (*net.UDPConn, error){
 		"connected": {
-			false: func() (*net.UDPConn, error) { return udp(net.Dial("udp4", dst.String())) },
-			true:  func() (*net.UDPConn, error) { return udp(bound.Dial("udp4", dst.String())) },
+			"unbound": func() (*net.UDPConn, error) { return udp(net.Dial("udp4", dst.String())) },
+			"bound":   func() (*net.UDPConn, error) { return udp(bound.Dial("udp4", dst.String())) },
 		},
 		"unconnected": {
-			false: func() (*net.UDPConn, error) { return udp(net.ListenPacket("udp4", ":0")) },
-			true: func() (*net.UDPConn, error) {
+			"unbound": func() (*net.UDPConn, error) { return udp(net.ListenPacket("udp4", ":0")) },
+			"bound": func() (*net.UDPConn, error) {
 				return udp(boundLC.ListenPacket(context.Background(), "udp4", ":0"))
 			},
 		},
 	}
 	for _, size := range []int{64, 1400} {
+		buf := make([]byte, size)
 		for _, mode := range []string{"connected", "unconnected"} {
-			for _, isBound := range []bool{false, true} {
-				name := map[bool]string{false: "unbound", true: "bound"}[isBound]
+			write := map[string]func() error{}
+			for _, name := range []string{"unbound", "bound"} {
+				c, err := open[mode][name]()
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { c.Close() })
+				dev, err := bindtodev.Device(c)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if want := map[bool]string{true: n.ifname}[name == "bound"]; dev != want {
+					b.Fatalf("socket bound to %q, want %q", dev, want)
+				}
+				write[name] = func() error {
+					_, err := c.Write(buf)
+					return err
+				}
+				if mode == "unconnected" {
+					write[name] = func() error {
+						_, err := c.WriteToUDPAddrPort(buf, dst)
+						return err
+					}
+				}
+			}
+			for _, name := range []string{"unbound", "bound"} {
 				b.Run(fmt.Sprintf("size=%d/mode=%s/variant=%s", size, mode, name), func(b *testing.B) {
-					c, err := open[mode][isBound]()
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer c.Close()
-					dev, err := bindtodev.Device(c)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if want := map[bool]string{true: n.ifname}[isBound]; dev != want {
-						b.Fatalf("socket bound to %q, want %q", dev, want)
-					}
-					buf := make([]byte, size)
-					write := func() (int, error) { return c.Write(buf) }
-					if mode == "unconnected" {
-						write = func() (int, error) { return c.WriteToUDPAddrPort(buf, dst) }
-					}
-					b.SetBytes(int64(size))
-					b.ReportAllocs()
-					for b.Loop() {
-						if _, err := write(); err != nil {
-							b.Fatal(err)
-						}
-					}
+					reportAllocs(b, write[name])
+					paired(b, "unbound", true, udpBatch, write[name], write["unbound"])
 				})
 			}
 		}
@@ -429,9 +523,7 @@ func BenchmarkDialManyInterfaces(b *testing.B) {
 		if links != want+1 {
 			b.Fatalf("the namespace holds %d interfaces besides loopback, want %d", links-1, want)
 		}
-		for _, v := range dialVariants(n.ifname, n.local, "plain", "empty-control", "bound", "naive") {
-			checkDial(b, v, address, n.ifname)
-			b.Run(fmt.Sprintf("ifaces=%d/variant=%s", want, v.name), func(b *testing.B) { benchDial(b, v, address) })
-		}
+		variants := dialVariants(n.ifname, n.local, "plain", "empty-control", "bound", "naive")
+		benchDials(b, fmt.Sprintf("ifaces=%d/", want), variants, address, n.ifname)
 	}
 }

@@ -143,15 +143,15 @@ func hotPaths(n *benchNet, count int) error {
 		return err
 	}
 	defer ln.Close()
-	tokens := make(chan struct{}, count)
+	port := netip.MustParseAddrPort(ln.Addr().String()).Port()
+	tokens := make(chan uint16, count)
 	for range count {
-		tokens <- struct{}{}
+		tokens <- port
 	}
 	stop := make(chan struct{})
 	connErr := make(chan error, 1)
-	port := netip.MustParseAddrPort(ln.Addr().String()).Port()
 	go func() {
-		connErr <- n.peer.Do(func() error { return connectLoop(n.local, port, tokens, stop) })
+		connErr <- n.peer.Do(func() error { return connectLoop(n.local, tokens, stop) })
 	}()
 	for range count {
 		c, err := ln.Accept()
