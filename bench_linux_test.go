@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -153,6 +154,12 @@ func dialVariants(ifname string, source netip.Addr, only ...string) []dialVarian
 	// The floor for any Control hook: net allocates for the hook even
 	// when it does nothing.
 	empty := &net.Dialer{Control: func(string, string, syscall.RawConn) error { return nil }}
+	// The floor for binding: the empty hook plus the one setsockopt, with
+	// nothing allocated per dial and no error handling.
+	setDevice := func(fd uintptr) {
+		_ = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
+	}
+	floor := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error { return c.Control(setDevice) }}
 	bound := &bindtodev.Dialer{Interface: ifname}
 	boundSource := &bindtodev.Dialer{Interface: ifname, Source: source}
 	control := &net.Dialer{Control: bindtodev.Control(ifname)}
@@ -160,6 +167,7 @@ func dialVariants(ifname string, source netip.Addr, only ...string) []dialVarian
 	all := []dialVariant{
 		{"plain", plain.DialContext, false},
 		{"empty-control", empty.DialContext, false},
+		{"floor", floor.DialContext, true},
 		{"bound", bound.DialContext, true},
 		{"bound-source", boundSource.DialContext, true},
 		{"control", control.DialContext, true},
@@ -234,11 +242,9 @@ func checkDial(b *testing.B, v dialVariant, address, ifname string) {
 // allocCount is how many operations the untimed allocation count spans.
 const allocCount = 64
 
-// reportAllocs replaces the allocations that -benchmem would report for a
-// paired iteration, which holds the baseline's too, by those of op alone,
-// counted over allocCount calls. The peer's servers allocate nothing, so the
-// count is the variant's own.
-func reportAllocs(b *testing.B, op func() error) {
+// countAllocs counts the allocations of op alone over allocCount calls.
+// The peer's servers allocate nothing, so the count is op's own.
+func countAllocs(b *testing.B, op func() error) (allocs, bytes float64) {
 	b.Helper()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -248,17 +254,19 @@ func reportAllocs(b *testing.B, op func() error) {
 		}
 	}
 	runtime.ReadMemStats(&after)
-	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/allocCount, "allocs/op")
-	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/allocCount, "B/op")
+	return float64(after.Mallocs-before.Mallocs) / allocCount, float64(after.TotalAlloc-before.TotalAlloc) / allocCount
 }
 
 // paired times op and base alternately, each batch times per iteration and
-// base first on every other one, and reports op's ns/op and the ratio of
-// the two totals: "time/"+baseName, or with rate "rate/"+baseName, the
-// inverse, for throughput.
+// base first on every other one. It reports op's mean ns/op, and the median
+// over the iterations of the ratio of the two: "time/"+baseName, or with
+// rate "rate/"+baseName, its inverse, for throughput. A median, because a
+// single preemption or retransmit can cost more than thousands of dials.
+// allocs/op and B/op are replaced by op's alone, counted before the timed
+// loop, since -benchmem would count both sides of the pair.
 func paired(b *testing.B, baseName string, rate bool, batch int, op, base func() error) {
 	b.Helper()
-	var tOp, tBase time.Duration
+	allocs, bytes := countAllocs(b, op)
 	timed := func(f func() error) (time.Duration, error) {
 		start := time.Now()
 		for range batch {
@@ -268,8 +276,9 @@ func paired(b *testing.B, baseName string, rate bool, batch int, op, base func()
 		}
 		return time.Since(start), nil
 	}
-	n := 0
-	for ; b.Loop(); n++ {
+	var total time.Duration
+	var ratios []float64
+	for n := 0; b.Loop(); n++ {
 		first, second := op, base
 		if n%2 == 1 {
 			first, second = base, op
@@ -285,15 +294,22 @@ func paired(b *testing.B, baseName string, rate bool, batch int, op, base func()
 		if n%2 == 1 {
 			d1, d2 = d2, d1
 		}
-		tOp += d1
-		tBase += d2
+		total += d1
+		if rate {
+			ratios = append(ratios, float64(d2)/float64(d1))
+		} else {
+			ratios = append(ratios, float64(d1)/float64(d2))
+		}
 	}
-	b.ReportMetric(float64(tOp.Nanoseconds())/float64(n*batch), "ns/op")
+	b.ReportMetric(float64(total.Nanoseconds())/float64(len(ratios)*batch), "ns/op")
+	unit := "time/" + baseName
 	if rate {
-		b.ReportMetric(float64(tBase)/float64(tOp), "rate/"+baseName)
-	} else {
-		b.ReportMetric(float64(tOp)/float64(tBase), "time/"+baseName)
+		unit = "rate/" + baseName
 	}
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], unit)
+	b.ReportMetric(allocs, "allocs/op")
+	b.ReportMetric(bytes, "B/op")
 }
 
 // dialOnce returns an operation that dials address with dial and closes
@@ -317,9 +333,7 @@ func benchDials(b *testing.B, prefix string, variants []dialVariant, address, if
 	for _, v := range variants {
 		checkDial(b, v, address, ifname)
 		b.Run(prefix+"variant="+v.name, func(b *testing.B) {
-			op := dialOnce(v.dial, address)
-			reportAllocs(b, op)
-			paired(b, "plain", false, 1, op, plain)
+			paired(b, "plain", false, 1, dialOnce(v.dial, address), plain)
 		})
 	}
 }
@@ -332,6 +346,44 @@ func BenchmarkDial(b *testing.B) {
 	n := newBenchNet(b)
 	n.serveResets(b)
 	benchDials(b, "", dialVariants(n.ifname, n.local), n.sink().String(), n.ifname)
+}
+
+// BenchmarkKernelConnect measures the floor beneath every Go dial: raw
+// socket, connect and close system calls on a blocking socket, plain, with
+// a setsockopt(SO_BINDTODEVICE) that names no device (the cost of the
+// system call alone) and with one that binds the veth (that cost plus what
+// a bound socket costs the kernel in connect).
+func BenchmarkKernelConnect(b *testing.B) {
+	n := newBenchNet(b)
+	n.serveResets(b)
+	sa := &unix.SockaddrInet4{Port: sinkPort, Addr: n.remote.As4()}
+	connect := func(device *string) func() error {
+		return func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return os.NewSyscallError("socket", err)
+			}
+			defer unix.Close(fd)
+			if device != nil {
+				if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, *device); err != nil {
+					return os.NewSyscallError("setsockopt", err)
+				}
+			}
+			return os.NewSyscallError("connect", unix.Connect(fd, sa))
+		}
+	}
+	none := ""
+	plain := connect(nil)
+	for _, v := range []struct {
+		name string
+		op   func() error
+	}{
+		{"plain", plain},
+		{"setsockopt-no-device", connect(&none)},
+		{"bound", connect(&n.ifname)},
+	} {
+		b.Run("variant="+v.name, func(b *testing.B) { paired(b, "plain", false, 1, v.op, plain) })
+	}
 }
 
 // BenchmarkListenAccept compares the accept rate of a bound and an unbound
@@ -383,7 +435,6 @@ func BenchmarkListenAccept(b *testing.B) {
 	}()
 	for _, name := range []string{"unbound", "bound"} {
 		b.Run("variant="+name, func(b *testing.B) {
-			reportAllocs(b, accept[name])
 			paired(b, "unbound", true, 1, accept[name], accept["unbound"])
 		})
 	}
@@ -478,7 +529,6 @@ func BenchmarkUDPWrite(b *testing.B) {
 			}
 			for _, name := range []string{"unbound", "bound"} {
 				b.Run(fmt.Sprintf("size=%d/mode=%s/variant=%s", size, mode, name), func(b *testing.B) {
-					reportAllocs(b, write[name])
 					paired(b, "unbound", true, udpBatch, write[name], write["unbound"])
 				})
 			}
@@ -523,7 +573,7 @@ func BenchmarkDialManyInterfaces(b *testing.B) {
 		if links != want+1 {
 			b.Fatalf("the namespace holds %d interfaces besides loopback, want %d", links-1, want)
 		}
-		variants := dialVariants(n.ifname, n.local, "plain", "empty-control", "bound", "naive")
+		variants := dialVariants(n.ifname, n.local, "plain", "empty-control", "floor", "bound", "naive")
 		benchDials(b, fmt.Sprintf("ifaces=%d/", want), variants, address, n.ifname)
 	}
 }
