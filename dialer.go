@@ -53,8 +53,8 @@ func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 // resolves any name, so a bad Interface fails without a DNS query. See
 // [net.Dialer.DialContext].
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	nd, err := d.netDialer()
-	if err != nil {
+	var nd net.Dialer
+	if err := d.netDialer(&nd); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
 	return nd.DialContext(ctx, network, address)
@@ -70,31 +70,31 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 // invalid Interface, is returned by every dial of the returned Dialer rather
 // than by NetDialer, so the returned Dialer never dials unbound.
 func (d *Dialer) NetDialer() *net.Dialer {
-	nd, err := d.netDialer()
-	if err != nil {
-		nd = d.Dialer
+	nd := new(net.Dialer)
+	if err := d.netDialer(nd); err != nil {
+		*nd = d.Dialer
 		nd.LocalAddr, nd.Control = nil, nil
 		nd.ControlContext = binding{err: err}.controlContext
 	}
-	return &nd
+	return nd
 }
 
-// netDialer returns the bound configuration by value: net.Dialer's methods
-// do not keep their receiver, so a dial can use it from the stack and
-// allocate only the hook.
-func (d *Dialer) netDialer() (net.Dialer, error) {
+// netDialer fills nd with the bound configuration. It writes into the
+// caller's net.Dialer because net.Dialer's methods do not keep their
+// receiver: a dial keeps it on the stack and copies it once.
+func (d *Dialer) netDialer(nd *net.Dialer) error {
 	if err := checkName(d.Interface); err != nil {
-		return net.Dialer{}, err
+		return err
 	}
 	b := binding{ifname: d.Interface, user: d.ControlContext}
 	if b.user == nil {
 		b.user = ignoreContext(d.Control)
 	}
-	nd := d.Dialer
 	src, fromLocal, err := d.sourceAddr()
 	if err != nil {
-		return net.Dialer{}, err
+		return err
 	}
+	*nd = d.Dialer
 	if fromLocal {
 		nd.LocalAddr = nil
 	}
@@ -102,7 +102,7 @@ func (d *Dialer) netDialer() (net.Dialer, error) {
 	b.sourceSet = src.Addr().IsValid() || src.Port() != 0
 	nd.Control = nil
 	nd.ControlContext = b.hook()
-	return nd, nil
+	return nil
 }
 
 // deviceHooks holds, per interface name, the hook of a binding that only

@@ -3,6 +3,7 @@ package bindtodev
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -47,8 +48,8 @@ func TestSharedHook(t *testing.T) {
 	}
 	hook := func(d *Dialer) unsafe.Pointer {
 		t.Helper()
-		nd, err := d.netDialer()
-		if err != nil {
+		var nd net.Dialer
+		if err := d.netDialer(&nd); err != nil {
 			t.Fatal(err)
 		}
 		if nd.ControlContext == nil {
