@@ -21,7 +21,7 @@ benchstat_pkg=golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-raw=${1:-$work/raw.txt}
+raw=${1:-$work/bench.txt}
 : >"$raw"
 
 export BINDTODEV_LAB=require # fail, never skip, when no lab can be made
@@ -43,7 +43,8 @@ done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$raw"
 
 echo
-benchstat "$raw"
+[ "$raw" -ef "$work/bench.txt" ] || cp "$raw" "$work/bench.txt"
+(cd "$work" && benchstat bench.txt)
 
 echo
 echo "Medians over the rounds: time/plain and rate/unbound are paired ratios"
