@@ -25,15 +25,15 @@ import (
 // connection goes through a veth pair to a peer namespace, never over
 // loopback, which the package leaves unbound.
 //
-// This machine is shared, and the time of the same operation swings by half
-// from one quarter second to the next, so variants measured one after the
-// other cannot be compared to a few percent. Each sub-benchmark therefore
-// pairs its variant with the group's baseline inside every iteration, in
-// alternating order, and reports besides its own ns/op the ratio of the two
-// over the same iterations ("time/plain" for dials, "rate/unbound" for
+// On a shared machine the time of the same operation swings by half from one
+// quarter second to the next, so variants measured one after the other
+// cannot be compared to a few percent. Each sub-benchmark therefore pairs its
+// variant with the group's baseline inside every iteration, in alternating
+// order, and reports besides its own ns/op the median over the iterations of
+// the ratio of the two ("time/plain" for dials, "rate/unbound" for
 // throughput): drift hits both sides of every ratio alike. The baseline
 // paired with itself shows the noise floor. allocs/op and B/op are counted
-// for the variant alone, over dials made before the timed loop.
+// for the variant alone, over calls made before the timed loop.
 
 // sinkPort is where the peer's sinks listen: a TCP server that resets
 // every connection it accepts, and a UDP socket that never reads.
