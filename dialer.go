@@ -5,6 +5,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
 )
 
 // Dialer is a drop-in replacement for [net.Dialer]: every socket it creates
@@ -57,8 +60,8 @@ func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 // resolves any name, so a bad Interface fails without a DNS query. See
 // [net.Dialer.DialContext].
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	nd, err := d.netDialer()
-	if err != nil {
+	var nd net.Dialer
+	if err := d.netDialer(&nd); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
 	return nd.DialContext(ctx, network, address)
@@ -74,9 +77,8 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 // invalid Interface, is returned by every dial of the returned Dialer rather
 // than by NetDialer, so the returned Dialer never dials unbound.
 func (d *Dialer) NetDialer() *net.Dialer {
-	nd, err := d.netDialer()
-	if err != nil {
-		nd = new(net.Dialer)
+	nd := new(net.Dialer)
+	if err := d.netDialer(nd); err != nil {
 		*nd = d.Dialer
 		nd.LocalAddr, nd.Control = nil, nil
 		nd.ControlContext = binding{err: err}.controlContext
@@ -84,28 +86,75 @@ func (d *Dialer) NetDialer() *net.Dialer {
 	return nd
 }
 
-func (d *Dialer) netDialer() (*net.Dialer, error) {
+// netDialer fills nd with the bound configuration. It writes into the
+// caller's net.Dialer because net.Dialer's methods do not keep their
+// receiver: a dial keeps it on the stack and copies it once.
+func (d *Dialer) netDialer(nd *net.Dialer) error {
 	if err := checkName(d.Interface); err != nil {
-		return nil, err
+		return err
 	}
 	b := binding{ifname: d.Interface, user: d.ControlContext}
 	if b.user == nil {
 		b.user = ignoreContext(d.Control)
 	}
-	nd := new(net.Dialer)
-	*nd = d.Dialer
 	src, fromLocal, err := d.sourceAddr()
 	if err != nil {
-		return nil, err
+		return err
 	}
+	*nd = d.Dialer
 	if fromLocal {
 		nd.LocalAddr = nil
 	}
 	b.source = src
 	b.sourceSet = src.Addr().IsValid() || src.Port() != 0
 	nd.Control = nil
-	nd.ControlContext = b.controlContext
-	return nd, nil
+	nd.ControlContext = b.hook()
+	return nil
+}
+
+// deviceHooks holds, per interface name, the hook of a binding that only
+// binds the device, so that a dial through a Dialer without Source,
+// LocalAddr or hooks of its own allocates nothing for it: a method value
+// made per dial would cost one allocation and about one percent of a dial.
+// The hooks keep no state. lastDeviceHook spares the common case, one
+// interface, even the map lookup. At most maxDeviceHooks names are kept, so
+// that a program that dials through ever new names cannot grow it without
+// bound.
+var (
+	deviceHooks     sync.Map // interface name → *deviceHook
+	deviceHookCount atomic.Int32
+	lastDeviceHook  atomic.Pointer[deviceHook]
+)
+
+const maxDeviceHooks = 64
+
+type deviceHook struct {
+	ifname string
+	fn     func(context.Context, string, string, syscall.RawConn) error
+}
+
+// hook returns b.controlContext, shared when b only binds a device.
+func (b binding) hook() func(context.Context, string, string, syscall.RawConn) error {
+	if b.err != nil || b.user != nil || b.sourceSet {
+		return b.controlContext
+	}
+	if h := lastDeviceHook.Load(); h != nil && h.ifname == b.ifname {
+		return h.fn
+	}
+	h := &deviceHook{ifname: b.ifname, fn: b.controlContext}
+	if v, ok := deviceHooks.Load(b.ifname); ok {
+		h = v.(*deviceHook)
+	} else if deviceHookCount.Load() < maxDeviceHooks {
+		if v, loaded := deviceHooks.LoadOrStore(b.ifname, h); loaded {
+			h = v.(*deviceHook)
+		} else {
+			deviceHookCount.Add(1)
+		}
+	} else {
+		return h.fn
+	}
+	lastDeviceHook.Store(h)
+	return h.fn
 }
 
 // sourceAddr merges Source and LocalAddr into the address the hook binds.

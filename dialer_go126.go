@@ -62,8 +62,8 @@ func (d *Dialer) DialIP(ctx context.Context, network string, laddr, raddr netip.
 // DialUnix is like [net.Dialer.DialUnix]. Unix domain sockets never leave
 // the host and are not bound, but an invalid Interface still fails the dial.
 func (d *Dialer) DialUnix(ctx context.Context, network string, laddr, raddr *net.UnixAddr) (*net.UnixConn, error) {
-	nd, err := d.netDialer()
-	if err != nil {
+	var nd net.Dialer
+	if err := d.netDialer(&nd); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
 	return nd.DialUnix(ctx, network, laddr, raddr)
@@ -83,8 +83,8 @@ func (d *Dialer) dialAs(ctx context.Context, kind, network string, local net.Add
 		}
 		c.LocalAddr = local
 	}
-	nd, err := c.netDialer()
-	if err != nil {
+	var nd net.Dialer
+	if err := c.netDialer(&nd); err != nil {
 		return nil, fail(err)
 	}
 	return nd.DialContext(ctx, network, address)
