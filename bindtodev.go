@@ -182,8 +182,8 @@ func (b binding) controlContext(ctx context.Context, network, address string, c 
 	if b.err != nil {
 		return b.err
 	}
-	if bind, zone := deviceFor(network, address); bind {
-		if err := bindDevice(c, b.ifname, zone, address); err != nil {
+	if addr, parsed := parseAddr(address); wantsDevice(network, addr, parsed) {
+		if err := bindDevice(c, b.ifname, addr.Zone(), address); err != nil {
 			return err
 		}
 	}
@@ -234,31 +234,6 @@ func bindDevice(c syscall.RawConn, ifname, zone, address string) error {
 	dc.ifname, dc.zone, dc.address, dc.err = "", "", "", nil
 	deviceCalls.Put(dc)
 	return err
-}
-
-// deviceFor reports whether the socket for network and address must be
-// bound, and the IPv6 zone of the address to check against the device.
-func deviceFor(network, address string) (bind bool, zone string) {
-	if plainIPv4(address) && !strings.HasPrefix(network, "unix") {
-		return true, ""
-	}
-	addr, parsed := parseAddr(address)
-	return wantsDevice(network, addr, parsed), addr.Zone()
-}
-
-// plainIPv4 reports whether address, as net hands it to the hook, is an
-// IPv4 address outside 127.0.0.0/8, with or without a port, or is no
-// address at all: the common case, which needs no zone check and is bound
-// either way. It looks at a few bytes where a full parse costs half a
-// percent of a dial; whatever it cannot rule on takes the full parse. An
-// IPv6 address holds at least two colons, a zone a '%', and an IPv4
-// loopback address, which net writes without leading zeros, starts "127.".
-func plainIPv4(address string) bool {
-	if address == "" || address[0] < '0' || address[0] > '9' || strings.HasPrefix(address, "127.") ||
-		strings.IndexByte(address, '%') >= 0 {
-		return false
-	}
-	return strings.IndexByte(address, ':') == strings.LastIndexByte(address, ':')
 }
 
 // wantsDevice reports whether a socket for network and address must be

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
-	"syscall"
 )
 
 // Dialer is a drop-in replacement for [net.Dialer]: every socket it creates
@@ -108,53 +105,8 @@ func (d *Dialer) netDialer(nd *net.Dialer) error {
 	b.source = src
 	b.sourceSet = src.Addr().IsValid() || src.Port() != 0
 	nd.Control = nil
-	nd.ControlContext = b.hook()
+	nd.ControlContext = b.controlContext
 	return nil
-}
-
-// deviceHooks holds, per interface name, the hook of a binding that only
-// binds the device, so that a dial through a Dialer without Source,
-// LocalAddr or hooks of its own allocates nothing for it: a method value
-// made per dial would cost one allocation and about one percent of a dial.
-// The hooks keep no state. lastDeviceHook spares the common case, one
-// interface, even the map lookup. At most maxDeviceHooks names are kept, so
-// that a program that dials through ever new names cannot grow it without
-// bound.
-var (
-	deviceHooks     sync.Map // interface name → *deviceHook
-	deviceHookCount atomic.Int32
-	lastDeviceHook  atomic.Pointer[deviceHook]
-)
-
-const maxDeviceHooks = 64
-
-type deviceHook struct {
-	ifname string
-	fn     func(context.Context, string, string, syscall.RawConn) error
-}
-
-// hook returns b.controlContext, shared when b only binds a device.
-func (b binding) hook() func(context.Context, string, string, syscall.RawConn) error {
-	if b.err != nil || b.user != nil || b.sourceSet {
-		return b.controlContext
-	}
-	if h := lastDeviceHook.Load(); h != nil && h.ifname == b.ifname {
-		return h.fn
-	}
-	h := &deviceHook{ifname: b.ifname, fn: b.controlContext}
-	if v, ok := deviceHooks.Load(b.ifname); ok {
-		h = v.(*deviceHook)
-	} else if deviceHookCount.Load() < maxDeviceHooks {
-		if v, loaded := deviceHooks.LoadOrStore(b.ifname, h); loaded {
-			h = v.(*deviceHook)
-		} else {
-			deviceHookCount.Add(1)
-		}
-	} else {
-		return h.fn
-	}
-	lastDeviceHook.Store(h)
-	return h.fn
 }
 
 // sourceAddr merges Source and LocalAddr into the address the hook binds.
