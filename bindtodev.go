@@ -201,8 +201,8 @@ func (b binding) controlContext(ctx context.Context, network, address string, c 
 // deviceCall carries the binding of one socket through RawConn.Control,
 // which takes a func(fd uintptr): a closure would hold the inputs and the
 // error, and cost three allocations on every dial. A deviceCall holds them
-// instead, its method value is made once, and the pool reuses it, so that a
-// bound dial allocates no more for the binding than for the hook itself.
+// instead, its method value is made once, and the pool reuses it, so that
+// binding the device allocates nothing.
 type deviceCall struct {
 	run                   func(fd uintptr) // bind, bound to this deviceCall
 	ifname, zone, address string
