@@ -253,7 +253,8 @@ func TestBindAndDevice(t *testing.T) {
 	// A closed socket reports the failure to reach its descriptor.
 	require.NoError(t, pc.Close())
 	err = bindtodev.Bind(udp, s.A)
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, net.ErrClosed)
+	assert.ErrorContains(t, err, fmt.Sprintf("%q", s.A), "the error names the interface")
 	_, err = bindtodev.Device(udp)
 	assert.Error(t, err)
 }
