@@ -111,9 +111,11 @@ func Bind(c syscall.Conn, ifname string) error {
 	if err := checkName(ifname); err != nil {
 		return err
 	}
-	return withFD(c, func(fd uintptr) error {
-		return deviceError(ifname, setDevice(fd, ifname))
-	})
+	// A socket that cannot be reached (nil, closed) fails with the
+	// interface named as well.
+	return deviceError(ifname, withFD(c, func(fd uintptr) error {
+		return setDevice(fd, ifname)
+	}))
 }
 
 // Device reports the name of the interface the socket c is bound to, read
@@ -133,8 +135,7 @@ func Device(c syscall.Conn) (string, error) {
 	return name, err
 }
 
-// withFD runs fn with the descriptor of c, keeping a failure to reach the
-// descriptor apart from a failure of fn itself.
+// withFD runs fn with the descriptor of c.
 func withFD(c syscall.Conn, fn func(fd uintptr) error) error {
 	if c == nil {
 		return errors.New("bindtodev: nil connection")

@@ -122,13 +122,21 @@ func (d *Dialer) sourceAddr() (src netip.AddrPort, fromLocal bool, err error) {
 	var ip net.IP
 	var zone string
 	var port int
+	// A nil *net.TCPAddr and the like is a wildcard address to net, and
+	// must not panic here.
 	switch a := d.LocalAddr.(type) {
 	case *net.TCPAddr:
-		ip, zone, port = a.IP, a.Zone, a.Port
+		if a != nil {
+			ip, zone, port = a.IP, a.Zone, a.Port
+		}
 	case *net.UDPAddr:
-		ip, zone, port = a.IP, a.Zone, a.Port
+		if a != nil {
+			ip, zone, port = a.IP, a.Zone, a.Port
+		}
 	case *net.IPAddr:
-		ip, zone = a.IP, a.Zone
+		if a != nil {
+			ip, zone = a.IP, a.Zone
+		}
 	default:
 		// Unix addresses and the like: net checks them against the
 		// network itself.

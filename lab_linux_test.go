@@ -253,7 +253,8 @@ func TestBindAndDevice(t *testing.T) {
 	// A closed socket reports the failure to reach its descriptor.
 	require.NoError(t, pc.Close())
 	err = bindtodev.Bind(udp, s.A)
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, net.ErrClosed)
+	assert.ErrorContains(t, err, fmt.Sprintf("%q", s.A), "the error names the interface")
 	_, err = bindtodev.Device(udp)
 	assert.Error(t, err)
 }
@@ -268,6 +269,27 @@ func TestDialerRefusesSourceAndLocalAddr(t *testing.T) {
 	_, err = d.NetDialer().Dial("tcp", "127.0.0.1:1")
 	require.Error(t, err, "NetDialer must carry the error to every dial")
 	assert.Contains(t, err.Error(), "LocalAddr")
+}
+
+// A nil *net.TCPAddr (or UDPAddr, IPAddr) in LocalAddr is a wildcard
+// address to net; the Dialer must read it the same way, not panic.
+func TestDialerTypedNilLocalAddr(t *testing.T) {
+	t.Parallel()
+	for _, local := range []net.Addr{(*net.TCPAddr)(nil), (*net.UDPAddr)(nil), (*net.IPAddr)(nil)} {
+		d := &bindtodev.Dialer{Interface: "eth0"}
+		d.LocalAddr = local
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if assert.NoError(t, err, "LocalAddr %T(nil)", local) {
+			c.Close()
+		}
+		c, err = d.NetDialer().Dial("tcp", ln.Addr().String())
+		if assert.NoError(t, err, "NetDialer, LocalAddr %T(nil)", local) {
+			c.Close()
+		}
+		ln.Close()
+	}
 }
 
 // readDevice reads SO_BINDTODEVICE through the RawConn a Control hook gets.

@@ -12,7 +12,11 @@
 // Run "bindtodev COMMAND -h" for the flags of each command. The exit status
 // is 0 on success, 1 for a failure at run time and 2 for bad flags or
 // arguments; check also exits 3 when the routing table sends the
-// destination through another interface than the one given.
+// destination through another interface than the one given. exec instead
+// passes the command's own exit status through, or 128+N when it dies of
+// signal N, and exits 125 when it fails itself and does not run the
+// command (bad flags included), 126 when the command cannot be run and 127
+// when it is not found.
 package main
 
 import (
@@ -73,4 +77,5 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nRun \"bindtodev COMMAND -h\" for a command's flags.")
 	fmt.Fprintln(w, "\n"+exitCodesHelp+"\n\"bindtodev check\" exits 3 when the unbound path differs from the bound one.")
+	fmt.Fprintln(w, "\"bindtodev exec\" exits with the command's status, or 125-127 (see \"bindtodev exec -h\").")
 }

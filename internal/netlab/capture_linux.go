@@ -72,9 +72,10 @@ type Capture struct {
 	// Ifname is the captured interface.
 	Ifname string
 
-	fd   int
-	stop chan struct{}
-	done chan struct{}
+	fd    int
+	stop  chan struct{}
+	done  chan struct{}
+	flush chan chan struct{}
 
 	mu      sync.Mutex
 	packets []Packet
@@ -95,7 +96,7 @@ func (h *Host) Capture(ifname string) (*Capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Capture{Ifname: ifname, fd: -1, stop: make(chan struct{}), done: make(chan struct{})}
+	c := &Capture{Ifname: ifname, fd: -1, stop: make(chan struct{}), done: make(chan struct{}), flush: make(chan chan struct{})}
 	err = h.Do(func() error {
 		// SOCK_DGRAM strips the link-layer header, which differs
 		// between veth and lo; the protocol comes with the address.
@@ -134,6 +135,12 @@ func (c *Capture) run() {
 			// Whatever was queued before Stop is read before the end.
 			c.drain(buf)
 			return
+		case ack := <-c.flush:
+			ok := c.drain(buf)
+			close(ack)
+			if !ok {
+				return
+			}
 		default:
 		}
 		fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
@@ -178,6 +185,18 @@ func (c *Capture) fail(err error) {
 	c.mu.Lock()
 	c.err = err
 	c.mu.Unlock()
+}
+
+// Flush returns once every frame the kernel had queued for c when Flush
+// was called is recorded, so that a test that checks Packets does not
+// depend on how soon the capture's goroutine gets to run.
+func (c *Capture) Flush() {
+	ack := make(chan struct{})
+	select {
+	case c.flush <- ack:
+		<-ack
+	case <-c.done:
+	}
 }
 
 // Packets returns the frames captured so far.

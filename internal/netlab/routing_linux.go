@@ -71,19 +71,6 @@ func (h *Host) RenameLink(old, name string) error {
 	return nil
 }
 
-// LinkNames lists the names of h's interfaces.
-func (h *Host) LinkNames() ([]string, error) {
-	links, err := h.nl.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("netlab: %s: list interfaces: %w", h.Name, err)
-	}
-	names := make([]string, 0, len(links))
-	for _, l := range links {
-		names = append(names, l.Attrs().Name)
-	}
-	return names, nil
-}
-
 // LinkName returns the name of h's interface with the given index.
 func (h *Host) LinkName(index int) (string, error) {
 	link, err := h.nl.LinkByIndex(index)
