@@ -74,7 +74,7 @@
 // returns Go's own resolver with every query socket, UDP and TCP, bound to
 // the interface; give it to the Dialer as its Resolver. Name servers on a
 // loopback address, such as a local stub resolver, are queried unbound,
-// and the stub forwards the query over any route it likes: name servers
+// and the stub forwards the query over any route it likes: use name servers
 // reachable through the interface for lookups that stay on it. The system
 // (cgo) resolver cannot be bound at all.
 package bindtodev

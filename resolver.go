@@ -41,7 +41,7 @@ import (
 // 127.0.0.53 stub of systemd-resolved, is queried through a socket that is
 // left unbound (see [Control]), because a bound socket cannot reach
 // loopback; that stub then forwards the query over whatever route it
-// likes. For lookups that do not leak, name servers reachable through
+// likes. For lookups that do not leak, use name servers reachable through
 // ifname. And only Go's resolver can be bound: the system (cgo) resolver
 // that a plain [net.Resolver] may use makes its queries in the C library,
 // out of reach of any Go socket option.
