@@ -3,6 +3,7 @@
 package bindtodev_test
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -69,21 +70,48 @@ func replyTo(local, remote netip.AddrPort) func(netlab.Packet) bool {
 	}
 }
 
+// watchAll captures every interface of s's local namespace until the test
+// ends.
+func watchAll(t *testing.T, s *netlab.Seed) *watch {
+	t.Helper()
+	caps, err := s.Local.CaptureAll()
+	require.NoError(t, err)
+	w := &watch{t: t, caps: caps}
+	t.Cleanup(w.stop)
+	return w
+}
+
+// routeIPv6ViaA adds the mitigation SECURITY.md documents: a routing table
+// whose default route goes through A, and rule, which chooses the lookups
+// that use that table.
+func routeIPv6ViaA(t *testing.T, s *netlab.Seed, rule netlab.Rule) {
+	t.Helper()
+	table := 1000 + s.N
+	require.NoError(t, s.Local.AddTableRoute(table, netlab.Route{
+		Dst: netip.MustParsePrefix("::/0"), Gateway: s.PeerA6, Dev: s.A,
+	}))
+	rule.IPv6, rule.Table, rule.Priority = true, table, 100
+	require.NoError(t, s.Local.AddRule(rule))
+}
+
+// expectEgress asserts that a packet matching reply, sent after the capture
+// marks, leaves through via and not through other.
+func expectEgress(t *testing.T, w *watch, marks map[string]int, reply func(netlab.Packet) bool, via, other, what string) {
+	t.Helper()
+	assert.True(t, w.capture(via).WaitFor(marks[via], 3*time.Second, reply), "%s leaves through %s", what, via)
+	assert.False(t, w.capture(other).WaitFor(marks[other], 200*time.Millisecond, reply), "%s does not leave through %s", what, other)
+}
+
 // The kernel's own limit, shown: an IPv6 TCP socket bound to A that sits in
 // TIME_WAIT answers a stray segment with a bare ACK that follows the routing
 // table out of B. IPv4 answers through A.
 func TestIPv6TimeWaitReplyLeaks(t *testing.T) { //nolint:paralleltest // captures every interface of the shared namespace
 	s := netlab.NewSeedT(t)
-	w := &watch{t: t}
-	caps, err := s.Local.CaptureAll()
-	require.NoError(t, err)
-	w.caps = caps
-	t.Cleanup(w.stop)
+	w := watchAll(t, s)
 
 	local, remote, mark := timeWaitProbe(t, s, w, s.Dest6, false)
 	reply := replyTo(local, remote)
-	assert.True(t, w.capture(s.B).WaitFor(mark[s.B], 3*time.Second, reply), "the TIME_WAIT ACK leaves through B")
-	assert.False(t, w.capture(s.A).WaitFor(mark[s.A], 100*time.Millisecond, reply), "and not through A")
+	expectEgress(t, w, mark, reply, s.B, s.A, "the TIME_WAIT ACK")
 	for _, p := range w.capture(s.B).Packets()[mark[s.B]:] {
 		if reply(p) {
 			assert.Equal(t, netlab.TCPAck, p.TCPFlags, "a bare ACK")
@@ -93,8 +121,7 @@ func TestIPv6TimeWaitReplyLeaks(t *testing.T) { //nolint:paralleltest // capture
 
 	local, remote, mark = timeWaitProbe(t, s, w, s.Dest4, false)
 	reply = replyTo(local, remote)
-	assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "IPv4: the TIME_WAIT ACK leaves through A")
-	assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 100*time.Millisecond, reply), "IPv4: not through B")
+	expectEgress(t, w, mark, reply, s.A, s.B, "IPv4: the TIME_WAIT ACK")
 }
 
 // The mitigation documented in SECURITY.md: a rule that sends lookups for
@@ -102,26 +129,16 @@ func TestIPv6TimeWaitReplyLeaks(t *testing.T) { //nolint:paralleltest // capture
 // TIME_WAIT reply on A.
 func TestIPv6TimeWaitRuleMitigation(t *testing.T) { //nolint:paralleltest // captures every interface of the shared namespace
 	s := netlab.NewSeedT(t)
-	table := 1000 + s.N
-	require.NoError(t, s.Local.AddTableRoute(table, netlab.Route{
-		Dst: netip.MustParsePrefix("::/0"), Gateway: s.PeerA6, Dev: s.A,
-	}))
-	require.NoError(t, s.Local.AddRule(netlab.Rule{IPv6: true, Oif: s.A, Table: table, Priority: 100}))
-	w := &watch{t: t}
-	caps, err := s.Local.CaptureAll()
-	require.NoError(t, err)
-	w.caps = caps
-	t.Cleanup(w.stop)
+	routeIPv6ViaA(t, s, netlab.Rule{Oif: s.A})
+	w := watchAll(t, s)
 
 	local, remote, mark := timeWaitProbe(t, s, w, s.Dest6, false)
 	reply := replyTo(local, remote)
-	assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "with the rule the TIME_WAIT ACK leaves through A")
-	assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 200*time.Millisecond, reply), "and not through B")
+	expectEgress(t, w, mark, reply, s.A, s.B, "with the rule the TIME_WAIT ACK")
 
 	local, remote, mark = finWait2Close(t, s, w, s.Dest6)
 	reply = replyTo(local, remote)
-	assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "with the rule the last ACK leaves through A")
-	assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 200*time.Millisecond, reply), "and not through B")
+	expectEgress(t, w, mark, reply, s.A, s.B, "with the rule the last ACK")
 
 	// The rule changes nothing for unbound sockets: they still follow
 	// the main table.
@@ -136,11 +153,7 @@ func TestIPv6TimeWaitRuleMitigation(t *testing.T) { //nolint:paralleltest // cap
 // table; the oif rule does not cover that case, a source rule would.
 func TestIPv6LingerZeroLeavesNoTimeWait(t *testing.T) { //nolint:paralleltest // captures every interface of the shared namespace
 	s := netlab.NewSeedT(t)
-	w := &watch{t: t}
-	caps, err := s.Local.CaptureAll()
-	require.NoError(t, err)
-	w.caps = caps
-	t.Cleanup(w.stop)
+	w := watchAll(t, s)
 
 	local, remote, mark := timeWaitProbe(t, s, w, s.Dest6, true)
 	reply := replyTo(local, remote)
@@ -196,21 +209,15 @@ func finWait2Close(t *testing.T, s *netlab.Seed, w *watch, dest netip.Addr) (loc
 // stays on A.
 func TestIPv6FinalAckAfterCloseLeaks(t *testing.T) { //nolint:paralleltest // captures every interface of the shared namespace
 	s := netlab.NewSeedT(t)
-	w := &watch{t: t}
-	caps, err := s.Local.CaptureAll()
-	require.NoError(t, err)
-	w.caps = caps
-	t.Cleanup(w.stop)
+	w := watchAll(t, s)
 
 	local, remote, mark := finWait2Close(t, s, w, s.Dest6)
 	reply := replyTo(local, remote)
-	assert.True(t, w.capture(s.B).WaitFor(mark[s.B], 3*time.Second, reply), "IPv6: the last ACK leaves through B")
-	assert.False(t, w.capture(s.A).WaitFor(mark[s.A], 100*time.Millisecond, reply), "IPv6: and not through A")
+	expectEgress(t, w, mark, reply, s.B, s.A, "IPv6: the last ACK")
 
 	local, remote, mark = finWait2Close(t, s, w, s.Dest4)
 	reply = replyTo(local, remote)
-	assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "IPv4: the last ACK leaves through A")
-	assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 100*time.Millisecond, reply), "IPv4: not through B")
+	expectEgress(t, w, mark, reply, s.A, s.B, "IPv4: the last ACK")
 }
 
 // A rule on the source address covers what the oif rule cannot: the RST
@@ -218,25 +225,15 @@ func TestIPv6FinalAckAfterCloseLeaks(t *testing.T) { //nolint:paralleltest // ca
 // which carries A's address but belongs to no socket.
 func TestIPv6SourceRuleCoversKernelResets(t *testing.T) { //nolint:paralleltest // captures every interface of the shared namespace
 	s := netlab.NewSeedT(t)
-	table := 1000 + s.N
-	require.NoError(t, s.Local.AddTableRoute(table, netlab.Route{
-		Dst: netip.MustParsePrefix("::/0"), Gateway: s.PeerA6, Dev: s.A,
-	}))
-	require.NoError(t, s.Local.AddRule(netlab.Rule{IPv6: true, Src: netip.PrefixFrom(s.LocalA6, 128), Table: table, Priority: 100}))
-	w := &watch{t: t}
-	caps, err := s.Local.CaptureAll()
-	require.NoError(t, err)
-	w.caps = caps
-	t.Cleanup(w.stop)
+	routeIPv6ViaA(t, s, netlab.Rule{Src: netip.PrefixFrom(s.LocalA6, 128)})
+	w := watchAll(t, s)
 
 	for _, linger0 := range []bool{false, true} {
 		local, remote, mark := timeWaitProbe(t, s, w, s.Dest6, linger0)
 		reply := replyTo(local, remote)
-		assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "linger 0 %v: the reply leaves through A", linger0)
-		assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 200*time.Millisecond, reply), "linger 0 %v: and not through B", linger0)
+		expectEgress(t, w, mark, reply, s.A, s.B, fmt.Sprintf("with linger 0 %v, the reply", linger0))
 	}
 	local, remote, mark := finWait2Close(t, s, w, s.Dest6)
 	reply := replyTo(local, remote)
-	assert.True(t, w.capture(s.A).WaitFor(mark[s.A], 3*time.Second, reply), "the last ACK leaves through A")
-	assert.False(t, w.capture(s.B).WaitFor(mark[s.B], 200*time.Millisecond, reply), "and not through B")
+	expectEgress(t, w, mark, reply, s.A, s.B, "the last ACK")
 }
