@@ -35,10 +35,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if err := netlab.Enter(); err != nil {
-		fmt.Fprintln(os.Stderr, "bindtodev: real-kernel tests will skip:", err)
-	}
-	os.Exit(m.Run())
+	netlab.Main(m)
 }
 
 // deviceOf reads back the device a connection's socket is bound to.

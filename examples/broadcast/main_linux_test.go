@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -22,10 +21,7 @@ import (
 // The program runs as a child of the test and so inside the test's lab
 // namespace, on the lab's interfaces.
 func TestMain(m *testing.M) {
-	if err := netlab.Enter(); err != nil {
-		fmt.Fprintln(os.Stderr, "broadcast: lab tests will skip:", err)
-	}
-	os.Exit(m.Run())
+	netlab.Main(m)
 }
 
 const port = 6767

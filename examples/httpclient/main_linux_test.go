@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -21,10 +20,7 @@ import (
 // The program runs as a child of the test and so inside the test's lab
 // namespace, on the lab's interfaces.
 func TestMain(m *testing.M) {
-	if err := netlab.Enter(); err != nil {
-		fmt.Fprintln(os.Stderr, "httpclient: lab tests will skip:", err)
-	}
-	os.Exit(m.Run())
+	netlab.Main(m)
 }
 
 // Both peers serve HTTP and DNS on the same address, which the routing

@@ -24,10 +24,7 @@ import (
 // The program runs as a child of the test and so inside the test's lab
 // namespace, on the lab's interfaces.
 func TestMain(m *testing.M) {
-	if err := netlab.Enter(); err != nil {
-		fmt.Fprintln(os.Stderr, "server: lab tests will skip:", err)
-	}
-	os.Exit(m.Run())
+	netlab.Main(m)
 }
 
 // get sends an HTTP request from peer to addr and returns the response.

@@ -380,3 +380,13 @@ func (h *Host) Dial(network, address string) (net.Conn, error) {
 	})
 	return c, err
 }
+
+// Main is the TestMain of every package with lab tests: it enters the lab
+// (see [Enter]), says on standard error why the lab tests will skip when it
+// cannot, and runs the tests.
+func Main(m *testing.M) {
+	if err := Enter(); err != nil {
+		fmt.Fprintln(os.Stderr, "lab tests will skip:", err)
+	}
+	os.Exit(m.Run())
+}
