@@ -27,6 +27,21 @@ var ErrInvalidName = errors.New("invalid interface name")
 var ErrUnsupported = fmt.Errorf("binding a socket to a network interface is not supported on %s: %w",
 	runtime.GOOS, errors.ErrUnsupported)
 
+// ErrMultipathTCP is wrapped by the error returned for a Multipath TCP
+// socket (IPPROTO_MPTCP). Linux applies SO_BINDTODEVICE to such a socket's
+// first subflow only: the path manager opens further subflows through
+// whatever interface its endpoints or the routing table pick. The package
+// therefore never binds one; see the package documentation, "Multipath TCP".
+var ErrMultipathTCP = errors.New("multipath TCP sockets cannot be pinned to an interface: Linux binds only their first subflow")
+
+// errControlSkipped reports a syscall.RawConn whose Control returned
+// without running the function: the socket must not count as bound.
+var errControlSkipped = errors.New("the socket's RawConn.Control returned without running the function")
+
+// loopbackDevice is the interface that sockets with a loopback address are
+// bound to, so that they reach only the host itself.
+const loopbackDevice = "lo"
+
 // maxNameLen is the longest interface name Linux accepts: IFNAMSIZ (16)
 // less the terminating NUL.
 const maxNameLen = 15
@@ -87,11 +102,21 @@ func checkName(ifname string) error {
 // sent, when the socket cannot be bound: an invalid name fails with
 // [ErrInvalidName], an unknown interface with an error for which
 // errors.Is(err, syscall.ENODEV) holds, and a missing privilege with one for
-// which errors.Is(err, os.ErrPermission) holds. A socket whose address is a
-// loopback address, and a Unix domain socket, is left unbound: a socket bound
-// to a real interface cannot reach the loopback interface, and such traffic
-// never leaves the host. An address with an IPv6 zone that names another
-// interface is refused with an error wrapping syscall.EINVAL.
+// which errors.Is(err, os.ErrPermission) holds. An address with an IPv6 zone
+// that names another interface is refused with an error wrapping
+// syscall.EINVAL.
+//
+// Every IP socket is bound. A socket whose address is a loopback address
+// (127.0.0.0/8, ::1) is bound to the loopback interface, lo, instead of
+// ifname: it then reaches only the host itself, as a socket bound to a real
+// interface could not. Unix domain sockets have no interface and are left
+// alone.
+//
+// A Multipath TCP socket is refused with an error wrapping
+// [ErrMultipathTCP], because Linux would bind its first subflow only. net
+// retries a failed Multipath TCP attempt with plain TCP, so a net.Dialer or
+// net.ListenConfig that uses the function, including a listener under Go's
+// default, gets a bound TCP socket.
 //
 // The function keeps no state, so one may serve many concurrent dials.
 func Control(ifname string) func(network, address string, c syscall.RawConn) error {
@@ -105,8 +130,10 @@ func Control(ifname string) func(network, address string, c syscall.RawConn) err
 //
 // Binding a socket that is already bound, or was accepted from a bound
 // listener, is a re-bind: it needs CAP_NET_RAW, and fails without it with an
-// error for which errors.Is(err, os.ErrPermission) holds. Bind does not
-// exempt loopback sockets; the caller asked for this socket explicitly.
+// error for which errors.Is(err, os.ErrPermission) holds. Unlike [Control],
+// Bind binds to ifname whatever the socket's address, loopback included: the
+// caller chose this socket and this interface. A Multipath TCP socket is
+// refused, and left as it was, with an error wrapping [ErrMultipathTCP].
 func Bind(c syscall.Conn, ifname string) error {
 	if err := checkName(ifname); err != nil {
 		return err
@@ -114,6 +141,9 @@ func Bind(c syscall.Conn, ifname string) error {
 	// A socket that cannot be reached (nil, closed) fails with the
 	// interface named as well.
 	return deviceError(ifname, withFD(c, func(fd uintptr) error {
+		if err := refuseMultipath(fd); err != nil {
+			return err
+		}
 		return setDevice(fd, ifname)
 	}))
 }
@@ -153,6 +183,9 @@ func deviceError(ifname string, err error) error {
 	if err == nil {
 		return nil
 	}
+	if errors.Is(err, ErrMultipathTCP) {
+		return fmt.Errorf("bind to device %q: %w (make the socket with SetMultipathTCP(false), as Dialer and ListenConfig do)", ifname, err)
+	}
 	if errors.Is(err, os.ErrPermission) {
 		return fmt.Errorf("bind to device %q: %w (re-binding a bound socket needs CAP_NET_RAW, as does every bind before Linux 5.7)", ifname, err)
 	}
@@ -172,7 +205,11 @@ type binding struct {
 	// sourceSet is true when source holds only a port, to be bound to the
 	// unspecified address of the socket's family.
 	sourceSet bool
-	user      func(ctx context.Context, network, address string, c syscall.RawConn) error
+	// multipathOff is true when the package made the net.Dialer or
+	// net.ListenConfig itself, with Multipath TCP turned off, and no one
+	// else can reach it: its sockets need no check.
+	multipathOff bool
+	user         func(ctx context.Context, network, address string, c syscall.RawConn) error
 }
 
 func (b binding) control(network, address string, c syscall.RawConn) error {
@@ -183,8 +220,16 @@ func (b binding) controlContext(ctx context.Context, network, address string, c 
 	if b.err != nil {
 		return b.err
 	}
-	if addr, parsed := parseAddr(address); wantsDevice(network, addr, parsed) {
-		if err := bindDevice(c, b.ifname, addr.Zone(), address); err != nil {
+	if !strings.HasPrefix(network, "unix") {
+		addr, _ := parseAddr(address)
+		ifname := b.ifname
+		if addr.Unmap().IsLoopback() {
+			ifname = loopbackDevice
+		}
+		// Only a stream socket can be Multipath TCP; net names the
+		// others udp and ip.
+		multipath := !b.multipathOff && !strings.HasPrefix(network, "udp") && !strings.HasPrefix(network, "ip")
+		if err := bindDevice(c, ifname, addr.Zone(), address, multipath); err != nil {
 			return err
 		}
 	}
@@ -207,7 +252,10 @@ func (b binding) controlContext(ctx context.Context, network, address string, c 
 type deviceCall struct {
 	run                   func(fd uintptr) // bind, bound to this deviceCall
 	ifname, zone, address string
-	err                   error
+	// multipath asks for the socket to be refused when it is Multipath
+	// TCP; ran records that RawConn.Control called run at all.
+	multipath, ran bool
+	err            error
 }
 
 var deviceCalls = sync.Pool{New: func() any {
@@ -217,33 +265,45 @@ var deviceCalls = sync.Pool{New: func() any {
 }}
 
 func (dc *deviceCall) bind(fd uintptr) {
-	dc.err = deviceError(dc.ifname, setDevice(fd, dc.ifname))
+	dc.ran = true
+	dc.err = setDevice(fd, dc.ifname)
+	if dc.err == nil && dc.multipath {
+		dc.err = refuseMultipath(fd)
+	}
+	dc.err = deviceError(dc.ifname, dc.err)
 	if dc.err == nil && dc.zone != "" {
 		dc.err = checkZone(fd, dc.zone, dc.ifname, dc.address)
 	}
 }
 
-// bindDevice binds the socket of c to ifname and checks the IPv6 zone of
-// the address, if any, against it.
-func bindDevice(c syscall.RawConn, ifname, zone, address string) error {
+// bindDevice binds the socket of c to ifname, refuses it when multipath is
+// set and it is Multipath TCP, and checks the IPv6 zone of the address, if
+// any, against ifname.
+func bindDevice(c syscall.RawConn, ifname, zone, address string, multipath bool) error {
 	dc := deviceCalls.Get().(*deviceCall)
-	dc.ifname, dc.zone, dc.address = ifname, zone, address
+	dc.ifname, dc.zone, dc.address, dc.multipath = ifname, zone, address, multipath
 	err := c.Control(dc.run)
 	if err == nil {
 		err = dc.err
+		if !dc.ran {
+			err = deviceError(ifname, errControlSkipped)
+		}
 	}
-	dc.ifname, dc.zone, dc.address, dc.err = "", "", "", nil
+	*dc = deviceCall{run: dc.run}
 	deviceCalls.Put(dc)
 	return err
 }
 
-// wantsDevice reports whether a socket for network and address must be
-// bound. Everything is, unless it provably cannot leave the host.
-func wantsDevice(network string, addr netip.Addr, parsed bool) bool {
-	if strings.HasPrefix(network, "unix") {
-		return false
+// refuseMultipath fails for a Multipath TCP socket.
+func refuseMultipath(fd uintptr) error {
+	multipath, err := isMultipath(fd)
+	if err != nil {
+		return err
 	}
-	return !parsed || !addr.Unmap().IsLoopback()
+	if multipath {
+		return ErrMultipathTCP
+	}
+	return nil
 }
 
 // parseAddr extracts the IP address from the address that net passes to a
@@ -340,8 +400,12 @@ func ignoreContext(control func(network, address string, c syscall.RawConn) erro
 // withRaw is withFD for the RawConn that net hands to a Control hook.
 func withRaw(c syscall.RawConn, fn func(fd uintptr) error) error {
 	var fnErr error
-	if err := c.Control(func(fd uintptr) { fnErr = fn(fd) }); err != nil {
+	ran := false
+	if err := c.Control(func(fd uintptr) { ran, fnErr = true, fn(fd) }); err != nil {
 		return err
+	}
+	if !ran {
+		return errControlSkipped
 	}
 	return fnErr
 }

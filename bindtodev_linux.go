@@ -20,6 +20,15 @@ func device(fd uintptr) (string, error) {
 	return name, os.NewSyscallError("getsockopt", err)
 }
 
+// isMultipath reports whether fd is a Multipath TCP socket.
+func isMultipath(fd uintptr) (bool, error) {
+	proto, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil {
+		return false, os.NewSyscallError("getsockopt", err)
+	}
+	return proto == unix.IPPROTO_MPTCP, nil
+}
+
 func boundIndex(fd uintptr) (int, error) {
 	index, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX)
 	return index, os.NewSyscallError("getsockopt", err)

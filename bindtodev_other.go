@@ -13,6 +13,8 @@ func setDevice(uintptr, string) error { return ErrUnsupported }
 
 func device(uintptr) (string, error) { return "", ErrUnsupported }
 
+func isMultipath(uintptr) (bool, error) { return false, ErrUnsupported }
+
 func boundIndex(uintptr) (int, error) { return 0, ErrUnsupported }
 
 func bindAddr(uintptr, netip.AddrPort, bool) error { return ErrUnsupported }

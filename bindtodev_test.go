@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -75,9 +76,18 @@ func TestInvalidNameFailsEveryEntryPoint(t *testing.T) {
 				return err
 			},
 			"Dialer.NetDialer": func() error { _, err := d.NetDialer().DialContext(ctx, "tcp", "127.0.0.1:1"); return err },
-			"Dial":             func() error { _, err := bindtodev.Dial(name, "tcp", "127.0.0.1:1"); return err },
-			"Listen":           func() error { _, err := bindtodev.Listen(name, "tcp", "127.0.0.1:0"); return err },
-			"ListenPacket":     func() error { _, err := bindtodev.ListenPacket(name, "udp", "127.0.0.1:0"); return err },
+			"Dialer.NetDialer, then a host name": func() error {
+				// net keeps only the text of the resolver's error.
+				nd := d.NetDialer()
+				_, err := nd.DialContext(ctx, "tcp", "db.invalid:80")
+				if err == nil || !strings.Contains(err.Error(), bindtodev.ErrInvalidName.Error()) || !strings.Contains(err.Error(), strconv.Quote(name)) {
+					return fmt.Errorf("the error does not name the interface and the rule: %w", err)
+				}
+				return bindtodev.ErrInvalidName
+			},
+			"Dial":         func() error { _, err := bindtodev.Dial(name, "tcp", "127.0.0.1:1"); return err },
+			"Listen":       func() error { _, err := bindtodev.Listen(name, "tcp", "127.0.0.1:0"); return err },
+			"ListenPacket": func() error { _, err := bindtodev.ListenPacket(name, "udp", "127.0.0.1:0"); return err },
 			"ListenConfig.Listen": func() error {
 				_, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 				return err
@@ -87,8 +97,8 @@ func TestInvalidNameFailsEveryEntryPoint(t *testing.T) {
 				return err
 			},
 			"Control": func() error {
-				// A loopback address would be left unbound; a bad name
-				// must fail even so.
+				// A loopback address is bound to lo; a bad name must fail
+				// even so.
 				nl := net.ListenConfig{Control: bindtodev.Control(name)}
 				_, err := nl.Listen(ctx, "tcp", "127.0.0.1:0")
 				return err

@@ -58,7 +58,7 @@ func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 // [net.Dialer.DialContext].
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	var nd net.Dialer
-	if err := d.netDialer(&nd); err != nil {
+	if err := d.netDialer(&nd, true); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
 	return nd.DialContext(ctx, network, address)
@@ -70,27 +70,51 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 //
 // Its ControlContext binds the socket, then runs d's own ControlContext or
 // Control, then binds Source or LocalAddr; its LocalAddr is therefore nil
-// when d's was an IP, TCP or UDP address. A configuration error, such as an
-// invalid Interface, is returned by every dial of the returned Dialer rather
-// than by NetDialer, so the returned Dialer never dials unbound.
+// when d's was an IP, TCP or UDP address. Multipath TCP is off, and stays
+// off in effect: a later SetMultipathTCP(true) on the returned Dialer makes
+// net try Multipath TCP, the hook refuses that socket, and net falls back
+// to a bound TCP socket.
+//
+// A configuration error, such as an invalid Interface, is returned by
+// every dial of the returned Dialer rather than by NetDialer, so the
+// returned Dialer never dials unbound, and its Resolver fails every lookup
+// with that error before a query is sent. net keeps only the text of a
+// resolver's dial error in the *net.DNSError it returns, so for a host name
+// errors.Is(err, ErrInvalidName) does not hold, although the message names
+// the interface and the rule; for an IP address it holds.
 func (d *Dialer) NetDialer() *net.Dialer {
 	nd := new(net.Dialer)
-	if err := d.netDialer(nd); err != nil {
+	if err := d.netDialer(nd, false); err != nil {
 		*nd = d.Dialer
 		nd.LocalAddr, nd.Control = nil, nil
 		nd.ControlContext = binding{err: err}.controlContext
+		nd.Resolver = failingResolver(err)
+		nd.SetMultipathTCP(false)
 	}
 	return nd
 }
 
+// SetMultipathTCP has no effect, and exists so that code written for a
+// net.Dialer keeps compiling: every socket of a Dialer uses plain TCP,
+// because Linux binds only the first subflow of a Multipath TCP connection
+// to the interface, and the path manager sends the other subflows wherever
+// its endpoints or the routing table say.
+func (d *Dialer) SetMultipathTCP(bool) {}
+
+// MultipathTCP reports false: a Dialer never uses Multipath TCP (see
+// [Dialer.SetMultipathTCP]).
+func (d *Dialer) MultipathTCP() bool { return false }
+
 // netDialer fills nd with the bound configuration. It writes into the
 // caller's net.Dialer because net.Dialer's methods do not keep their
-// receiver: a dial keeps it on the stack and copies it once.
-func (d *Dialer) netDialer(nd *net.Dialer) error {
+// receiver: a dial keeps it on the stack and copies it once. private says
+// that nd never leaves the package, so that no one can turn Multipath TCP
+// back on and its sockets need no check.
+func (d *Dialer) netDialer(nd *net.Dialer, private bool) error {
 	if err := checkName(d.Interface); err != nil {
 		return err
 	}
-	b := binding{ifname: d.Interface, user: d.ControlContext}
+	b := binding{ifname: d.Interface, user: d.ControlContext, multipathOff: private}
 	if b.user == nil {
 		b.user = ignoreContext(d.Control)
 	}
@@ -106,6 +130,7 @@ func (d *Dialer) netDialer(nd *net.Dialer) error {
 	b.sourceSet = src.Addr().IsValid() || src.Port() != 0
 	nd.Control = nil
 	nd.ControlContext = b.controlContext
+	nd.SetMultipathTCP(false)
 	return nil
 }
 

@@ -63,7 +63,7 @@ func (d *Dialer) DialIP(ctx context.Context, network string, laddr, raddr netip.
 // the host and are not bound, but an invalid Interface still fails the dial.
 func (d *Dialer) DialUnix(ctx context.Context, network string, laddr, raddr *net.UnixAddr) (*net.UnixConn, error) {
 	var nd net.Dialer
-	if err := d.netDialer(&nd); err != nil {
+	if err := d.netDialer(&nd, true); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
 	return nd.DialUnix(ctx, network, laddr, raddr)
@@ -84,7 +84,7 @@ func (d *Dialer) dialAs(ctx context.Context, kind, network string, local net.Add
 		c.LocalAddr = local
 	}
 	var nd net.Dialer
-	if err := c.netDialer(&nd); err != nil {
+	if err := c.netDialer(&nd, true); err != nil {
 		return nil, fail(err)
 	}
 	return nd.DialContext(ctx, network, address)

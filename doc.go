@@ -36,10 +36,27 @@
 //     errors.Is(err, os.ErrPermission), and the text names the interface.
 //   - Every socket is bound exactly once, so an unprivileged process can use
 //     the package on Linux 5.7 and later.
-//   - Sockets whose address is a loopback address are left unbound: a socket
-//     bound to a real interface cannot reach 127.0.0.1 at all, and loopback
-//     traffic never leaves the host. Unix domain sockets are left alone for
-//     the same reason.
+//   - Every IP socket is bound: to the interface, or to the loopback
+//     interface lo when its address is a loopback address, so that it
+//     reaches only the host itself. Unix domain sockets have no interface
+//     and are left alone.
+//   - No socket the package binds uses Multipath TCP (see below).
+//
+// # Multipath TCP
+//
+// Linux applies SO_BINDTODEVICE to the first subflow of a Multipath TCP
+// connection only; the path manager opens further subflows, and accepts
+// them, through whatever interface its endpoints or the routing table
+// pick. Bound sockets therefore use plain TCP. The package's own
+// configurations turn Multipath TCP off, and its hook refuses any Multipath
+// TCP socket it is handed, with [ErrMultipathTCP]: net retries a failed
+// Multipath TCP attempt with plain TCP, so a net.Dialer or net.ListenConfig
+// that uses [Control], or had Multipath TCP turned back on after
+// [Dialer.NetDialer] handed it out, still gets a bound TCP socket. Since Go
+// 1.24 net.ListenConfig listeners try Multipath TCP by default, and
+// GODEBUG=multipathtcp=1 makes dialers try it; neither changes this.
+// [Dialer.SetMultipathTCP] and [ListenConfig.SetMultipathTCP] have no
+// effect.
 //
 // # Limits
 //
@@ -73,7 +90,7 @@
 // of the default interface even when the connection does not. [Resolver]
 // returns Go's own resolver with every query socket, UDP and TCP, bound to
 // the interface; give it to the Dialer as its Resolver. Name servers on a
-// loopback address, such as a local stub resolver, are queried unbound,
+// loopback address, such as a local stub resolver, are queried through lo,
 // and the stub forwards the query over any route it likes: use name servers
 // reachable through the interface for lookups that stay on it. The system
 // (cgo) resolver cannot be bound at all.

@@ -23,10 +23,12 @@ type ListenConfig struct {
 }
 
 // Listen announces on the local network address through a socket bound to
-// Interface. A listener on a loopback address is left unbound, since only
-// the host itself can reach it. See [net.ListenConfig.Listen].
+// Interface, or to lo when the address is a loopback address, since only
+// the host itself can reach it. The listener uses plain TCP, never
+// Multipath TCP (see [ListenConfig.SetMultipathTCP]). See
+// [net.ListenConfig.Listen].
 func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (net.Listener, error) {
-	nl, err := lc.netListenConfig()
+	nl, err := lc.netListenConfig(true)
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
@@ -37,7 +39,7 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 // socket bound to Interface: it receives only datagrams that arrived on
 // Interface and sends only through it. See [net.ListenConfig.ListenPacket].
 func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
-	nl, err := lc.netListenConfig()
+	nl, err := lc.netListenConfig(true)
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
@@ -47,26 +49,49 @@ func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address strin
 // NetListenConfig returns a *net.ListenConfig configured like lc whose
 // sockets are bound to Interface, for APIs that need exactly a
 // *net.ListenConfig. Its Control binds the socket, then runs lc's own
-// Control. A configuration error, such as an invalid Interface, is returned
-// by every listen of the returned ListenConfig, which never listens unbound.
+// Control. Multipath TCP is off, and a later SetMultipathTCP(true) on the
+// returned ListenConfig cannot bring it back: the hook refuses the
+// Multipath TCP socket, and net falls back to a bound TCP listener.
+//
+// A configuration error, such as an invalid Interface, is returned by
+// every listen of the returned ListenConfig, which never listens unbound.
+// A net.ListenConfig has no resolver of its own, so a host name in the
+// address is looked up with net's default resolver before that error is
+// returned: listen on IP addresses, or use [ListenConfig.Listen], which
+// checks the configuration first.
 func (lc *ListenConfig) NetListenConfig() *net.ListenConfig {
-	nl, err := lc.netListenConfig()
+	nl, err := lc.netListenConfig(false)
 	if err != nil {
 		nl = new(net.ListenConfig)
 		*nl = lc.ListenConfig
 		nl.Control = binding{err: err}.control
+		nl.SetMultipathTCP(false)
 	}
 	return nl
 }
 
-func (lc *ListenConfig) netListenConfig() (*net.ListenConfig, error) {
+// SetMultipathTCP has no effect, and exists so that code written for a
+// net.ListenConfig keeps compiling: every listener of a ListenConfig uses
+// plain TCP, because Linux would bind only the first subflow of each
+// Multipath TCP connection to the interface, and would accept further
+// subflows that arrive on other interfaces.
+func (lc *ListenConfig) SetMultipathTCP(bool) {}
+
+// MultipathTCP reports false: a ListenConfig never uses Multipath TCP (see
+// [ListenConfig.SetMultipathTCP]).
+func (lc *ListenConfig) MultipathTCP() bool { return false }
+
+// netListenConfig returns the bound configuration; private says that it
+// never leaves the package (see Dialer.netDialer).
+func (lc *ListenConfig) netListenConfig(private bool) (*net.ListenConfig, error) {
 	if err := checkName(lc.Interface); err != nil {
 		return nil, err
 	}
-	b := binding{ifname: lc.Interface, user: ignoreContext(lc.Control)}
+	b := binding{ifname: lc.Interface, user: ignoreContext(lc.Control), multipathOff: private}
 	nl := new(net.ListenConfig)
 	*nl = lc.ListenConfig
 	nl.Control = b.control
+	nl.SetMultipathTCP(false)
 	return nl, nil
 }
 

@@ -38,25 +38,21 @@ import (
 // fails before a packet is sent.
 //
 // Two traps remain. A name server on a loopback address, such as the
-// 127.0.0.53 stub of systemd-resolved, is queried through a socket that is
-// left unbound (see [Control]), because a bound socket cannot reach
-// loopback; that stub then forwards the query over whatever route it
-// likes. For lookups that do not leak, use name servers reachable through
+// 127.0.0.53 stub of systemd-resolved, is queried through a socket bound
+// to lo (see [Control]), since no other interface reaches it; that stub
+// then forwards the query over whatever route it likes. For lookups that do not leak, use name servers reachable through
 // ifname. And only Go's resolver can be bound: the system (cgo) resolver
 // that a plain [net.Resolver] may use makes its queries in the C library,
 // out of reach of any Go socket option.
 func Resolver(ifname string, servers ...netip.AddrPort) *net.Resolver {
-	r := &net.Resolver{PreferGo: true}
 	err := checkName(ifname)
 	if err == nil {
 		err = checkServers(servers)
 	}
 	if err != nil {
-		r.Dial = func(_ context.Context, network, address string) (net.Conn, error) {
-			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
-		}
-		return r
+		return failingResolver(err)
 	}
+	r := &net.Resolver{PreferGo: true}
 	d := &Dialer{Interface: ifname}
 	if len(servers) == 0 {
 		r.Dial = d.DialContext
@@ -65,6 +61,15 @@ func Resolver(ifname string, servers ...netip.AddrPort) *net.Resolver {
 	f := &failover{dialer: d, servers: slices.Clone(servers)}
 	r.Dial = f.dial
 	return r
+}
+
+// failingResolver returns Go's resolver with every query failing with err
+// before a socket exists. Names in /etc/hosts still resolve, without a
+// query.
+func failingResolver(err error) *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(_ context.Context, network, _ string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+	}}
 }
 
 // checkServers refuses a server address that could only fail later, or

@@ -151,8 +151,8 @@ func connectLeg(name, address string, dial func(string) (net.Conn, error)) leg {
 		return l
 	}
 	oif := 0
-	if dev == "" && name == "bound" {
-		l.note = "the socket is not bound: a loopback destination is left unbound, since a bound socket could not reach it"
+	if dev == "lo" && name == "bound" {
+		l.note = "the destination is a loopback address: the library binds such a socket to lo, and the connection never leaves the host"
 	}
 	if dev != "" {
 		l.iface, l.how = dev, "SO_BINDTODEVICE"

@@ -429,8 +429,8 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-// A loopback destination is left unbound by the library, and check says so
-// instead of claiming a binding.
+// The library binds a socket with a loopback destination to lo, and check
+// says so instead of claiming the interface.
 func TestCheckLoopback(t *testing.T) {
 	t.Parallel()
 	s := newSeed(t)
@@ -449,9 +449,9 @@ func TestCheckLoopback(t *testing.T) {
 	code, out, _ := runCLI(t, "", "check", "-i", s.A, ln.Addr().String())
 	require.Equal(t, exitOK, code)
 	rows := parseCheck(t, out)
-	assert.Equal(t, checkRow{"lo", routeLookupName, rows["bound"].source, "lo", "on-link"}, rows["bound"])
+	assert.Equal(t, checkRow{"lo", "SO_BINDTODEVICE", rows["bound"].source, "lo", "on-link"}, rows["bound"])
 	assert.Equal(t, "lo", rows["unbound"].iface)
-	assert.Contains(t, out, "note: bound: the socket is not bound: a loopback destination is left unbound")
+	assert.Contains(t, out, "note: bound: the destination is a loopback address: the library binds such a socket to lo")
 }
 
 func TestCheckFailures(t *testing.T) {
