@@ -348,6 +348,28 @@ func BenchmarkDial(b *testing.B) {
 	benchDials(b, "", dialVariants(n.ifname, n.local), n.sink().String(), n.ifname)
 }
 
+// BenchmarkDialFloor pairs the package's dials with the floor itself (an
+// empty hook plus the one setsockopt) rather than with a plain dial, so
+// that what the package adds above the system call it cannot avoid is
+// measured directly: "bound" is a Dialer, which makes its own net.Dialer
+// with Multipath TCP off and skips the Multipath TCP check; "netdialer"
+// and "control" run that check, one getsockopt more.
+func BenchmarkDialFloor(b *testing.B) {
+	n := newBenchNet(b)
+	n.serveResets(b)
+	address := n.sink().String()
+	variants := dialVariants(n.ifname, n.local, "floor", "bound", "control")
+	netDialer := (&bindtodev.Dialer{Interface: n.ifname}).NetDialer()
+	variants = append(variants, dialVariant{"netdialer", netDialer.DialContext, true})
+	floor := dialOnce(variants[0].dial, address)
+	for _, v := range variants[1:] {
+		checkDial(b, v, address, n.ifname)
+		b.Run("variant="+v.name, func(b *testing.B) {
+			paired(b, "floor", false, 1, dialOnce(v.dial, address), floor)
+		})
+	}
+}
+
 // BenchmarkKernelConnect measures the floor beneath every Go dial: raw
 // socket, connect and close system calls on a blocking socket, plain, with
 // a setsockopt(SO_BINDTODEVICE) that names no device (the cost of the

@@ -82,6 +82,10 @@ END {
 	show("kernel: socket+setsockopt(veth)+connect / plain", m("KernelConnect/variant=bound", "time/plain"))
 	show("dial bound-source / plain (one bind(2) more)", m(d "bound-source", "time/plain"))
 	show("dial naive / plain", m(d "naive", "time/plain"))
+	f = "DialFloor/variant="
+	check("dial bound / floor (paired with the floor)", m(f "bound", "time/floor"), "<=", 1.02)
+	show("dial NetDialer / floor (one getsockopt more)", m(f "netdialer", "time/floor"))
+	show("dial control / floor (one getsockopt more)", m(f "control", "time/floor"))
 	check("dial allocs: bound - empty Control", m(d "bound", "allocs/op") - m(d "empty-control", "allocs/op"), "<=", 2)
 	check("dial allocs: control - empty Control", m(d "control", "allocs/op") - m(d "empty-control", "allocs/op"), "<=", 2)
 	split("1 200 1000", sizes, " ")
