@@ -49,7 +49,8 @@ const maxNameLen = 15
 // ValidateName reports whether ifname can be the name of a Linux network
 // interface, following the kernel's own rule (dev_valid_name): 1 to 15 bytes,
 // not "." or "..", and no '/', ':', NUL or white space. It does not check that
-// the interface exists. The error wraps [ErrInvalidName] and quotes the name.
+// the interface exists. The error is an [*Error] with Op "validate" that
+// wraps [ErrInvalidName] and quotes the name.
 //
 // ValidateName lets a program reject a bad name when it reads its
 // configuration; every function of the package applies the same check
@@ -74,7 +75,7 @@ func ValidateName(ifname string) error {
 	if reason == "" {
 		return nil
 	}
-	return fmt.Errorf("%w %q: %s", ErrInvalidName, ifname, reason)
+	return &Error{Op: "validate", Interface: ifname, Err: nameError{reason}}
 }
 
 // isKernelSpace mirrors the kernel's isspace(), which also counts 0xA0
@@ -89,7 +90,7 @@ func checkName(ifname string) error {
 		return err
 	}
 	if !supported {
-		return ErrUnsupported
+		return &Error{Op: "bind", Interface: ifname, Err: ErrUnsupported}
 	}
 	return nil
 }
@@ -177,19 +178,19 @@ func withFD(c syscall.Conn, fn func(fd uintptr) error) error {
 	return withRaw(rc, fn)
 }
 
-// deviceError gives a failure to set SO_BINDTODEVICE the interface's name
-// and, for a permission failure, the rule that caused it.
+// deviceError gives a failure to bind a socket to ifname the interface's
+// name and, for a Multipath TCP socket or a permission failure, the rule
+// that caused it.
 func deviceError(ifname string, err error) error {
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, ErrMultipathTCP):
+		err = fmt.Errorf("%w (make the socket with SetMultipathTCP(false), as Dialer and ListenConfig do)", err)
+	case errors.Is(err, os.ErrPermission):
+		err = fmt.Errorf("%w (re-binding a bound socket needs CAP_NET_RAW, as does every bind before Linux 5.7)", err)
 	}
-	if errors.Is(err, ErrMultipathTCP) {
-		return fmt.Errorf("bind to device %q: %w (make the socket with SetMultipathTCP(false), as Dialer and ListenConfig do)", ifname, err)
-	}
-	if errors.Is(err, os.ErrPermission) {
-		return fmt.Errorf("bind to device %q: %w (re-binding a bound socket needs CAP_NET_RAW, as does every bind before Linux 5.7)", ifname, err)
-	}
-	return fmt.Errorf("bind to device %q: %w", ifname, err)
+	return &Error{Op: "bind", Interface: ifname, Err: err}
 }
 
 // binding is what a Control hook applies to each socket: the device, then
@@ -272,7 +273,7 @@ func (dc *deviceCall) bind(fd uintptr) {
 	}
 	dc.err = deviceError(dc.ifname, dc.err)
 	if dc.err == nil && dc.zone != "" {
-		dc.err = checkZone(fd, dc.zone, dc.ifname, dc.address)
+		dc.err = deviceError(dc.ifname, checkZone(fd, dc.zone, dc.ifname, dc.address))
 	}
 }
 
@@ -369,10 +370,11 @@ func (b binding) bindSource(network, address string, c syscall.RawConn) error {
 		src = netip.AddrPortFrom(unspecified, src.Port())
 	}
 	if src.Addr().Is4() == ipv6 {
-		return fmt.Errorf("source address %s cannot reach %s: one is IPv4, the other IPv6", src.Addr(), address)
+		return &Error{Op: "source", Interface: b.ifname,
+			Err: fmt.Errorf("source address %s cannot reach %s: one is IPv4, the other IPv6", src.Addr(), address)}
 	}
 	tcp := strings.HasPrefix(network, "tcp")
-	return withRaw(c, func(fd uintptr) error {
+	err := withRaw(c, func(fd uintptr) error {
 		zone := src.Addr().Zone()
 		if zone != "" {
 			if err := checkZone(fd, zone, b.ifname, src.String()); err != nil {
@@ -380,10 +382,14 @@ func (b binding) bindSource(network, address string, c syscall.RawConn) error {
 			}
 		}
 		if err := bindAddr(fd, src, tcp && src.Port() == 0); err != nil {
-			return fmt.Errorf("bind to source %s: %w", src, err)
+			return fmt.Errorf("%s: %w", src, err)
 		}
 		return nil
 	})
+	if err != nil {
+		return &Error{Op: "source", Interface: b.ifname, Err: err}
+	}
+	return nil
 }
 
 // ignoreContext adapts a Control hook without a context to the form that

@@ -57,6 +57,11 @@ func TestStubsFailClosed(t *testing.T) {
 		if assert.ErrorIs(t, err, bindtodev.ErrUnsupported, name) {
 			assert.Contains(t, err.Error(), runtime.GOOS, name)
 		}
+		// Device knows no interface to name.
+		var e *bindtodev.Error
+		if name != "Device" && assert.ErrorAs(t, err, &e, name) {
+			assert.Equal(t, "eth0", e.Interface, name)
+		}
 	}
 	// Name checks still come first, so configuration errors read the same
 	// everywhere.

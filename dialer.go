@@ -2,7 +2,6 @@ package bindtodev
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 )
@@ -61,7 +60,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	if err := d.netDialer(&nd, true); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
-	return nd.DialContext(ctx, network, address)
+	c, err := nd.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, afterBind("dial", d.Interface, err)
+	}
+	return c, nil
 }
 
 // NetDialer returns a *net.Dialer configured like d whose sockets are bound
@@ -120,7 +123,7 @@ func (d *Dialer) netDialer(nd *net.Dialer, private bool) error {
 	}
 	src, fromLocal, err := d.sourceAddr()
 	if err != nil {
-		return err
+		return &Error{Op: "config", Interface: d.Interface, Err: err}
 	}
 	*nd = d.Dialer
 	if fromLocal {
@@ -166,12 +169,12 @@ func (d *Dialer) sourceAddr() (src netip.AddrPort, fromLocal bool, err error) {
 		// Unix addresses and the like: net checks them against the
 		// network itself.
 		if d.Source.IsValid() {
-			return netip.AddrPort{}, false, errBothSources
+			return netip.AddrPort{}, false, ErrSourceAndLocalAddr
 		}
 		return netip.AddrPort{}, false, nil
 	}
 	if d.Source.IsValid() {
-		return netip.AddrPort{}, false, errBothSources
+		return netip.AddrPort{}, false, ErrSourceAndLocalAddr
 	}
 	addr, _ := netip.AddrFromSlice(ip)
 	if addr.IsValid() {
@@ -179,8 +182,6 @@ func (d *Dialer) sourceAddr() (src netip.AddrPort, fromLocal bool, err error) {
 	}
 	return netip.AddrPortFrom(addr, uint16(port)), true, nil
 }
-
-var errBothSources = errors.New("both Dialer.Source and Dialer.LocalAddr are set; set one")
 
 // Dial connects to address on the named network through a socket bound to
 // the interface named ifname. It is short for a [Dialer] with Interface set

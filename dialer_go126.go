@@ -79,13 +79,9 @@ func (d *Dialer) dialAs(ctx context.Context, kind, network string, local net.Add
 	c := *d
 	if local != nil {
 		if d.LocalAddr != nil || d.Source.IsValid() {
-			return nil, fail(errBothSources)
+			return nil, fail(&Error{Op: "config", Interface: d.Interface, Err: ErrSourceAndLocalAddr})
 		}
 		c.LocalAddr = local
 	}
-	var nd net.Dialer
-	if err := c.netDialer(&nd, true); err != nil {
-		return nil, fail(err)
-	}
-	return nd.DialContext(ctx, network, address)
+	return c.DialContext(ctx, network, address)
 }

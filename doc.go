@@ -31,9 +31,14 @@
 //   - Interface names are checked before any system call, on every platform:
 //     a name the kernel would reject or silently truncate to another
 //     interface's name fails with [ErrInvalidName].
-//   - Errors keep their cause: an unknown interface satisfies
+//   - Errors keep their cause and name the interface: every error the
+//     package makes for a name or a socket is, or wraps, an [*Error] that
+//     errors.As finds through net's *net.OpError, with the interface and
+//     the operation that failed. An unknown interface satisfies
 //     errors.Is(err, syscall.ENODEV), a missing privilege
-//     errors.Is(err, os.ErrPermission), and the text names the interface.
+//     errors.Is(err, os.ErrPermission). A [Dialer]'s dial that fails after
+//     its socket was bound (refused, unreachable, timed out) says through
+//     which interface, so a log tells a bound dial from an unbound one.
 //   - Every socket is bound exactly once, so an unprivileged process can use
 //     the package on Linux 5.7 and later.
 //   - Every IP socket is bound: to the interface, or to the loopback

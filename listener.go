@@ -32,7 +32,11 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
-	return nl.Listen(ctx, network, address)
+	ln, err := nl.Listen(ctx, network, address)
+	if err != nil {
+		return nil, afterBind("listen", lc.Interface, err)
+	}
+	return ln, nil
 }
 
 // ListenPacket announces on the local network address through a packet
@@ -43,7 +47,11 @@ func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address strin
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
-	return nl.ListenPacket(ctx, network, address)
+	pc, err := nl.ListenPacket(ctx, network, address)
+	if err != nil {
+		return nil, afterBind("listen", lc.Interface, err)
+	}
+	return pc, nil
 }
 
 // NetListenConfig returns a *net.ListenConfig configured like lc whose

@@ -47,7 +47,9 @@ import (
 func Resolver(ifname string, servers ...netip.AddrPort) *net.Resolver {
 	err := checkName(ifname)
 	if err == nil {
-		err = checkServers(servers)
+		if err = checkServers(servers); err != nil {
+			err = &Error{Op: "resolve", Interface: ifname, Err: err}
+		}
 	}
 	if err != nil {
 		return failingResolver(err)
