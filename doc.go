@@ -1,6 +1,18 @@
 // Package bindtodev pins sockets to one network interface with the Linux
 // socket option SO_BINDTODEVICE, and fails closed when it cannot.
 //
+// A Dialer is a net.Dialer whose every socket leaves through one interface,
+// and a ListenConfig a net.ListenConfig that hears only one:
+//
+//	d := &bindtodev.Dialer{Interface: "eth1"}
+//	conn, err := d.DialContext(ctx, "tcp", "192.0.2.10:5432")
+//	if err != nil {
+//		return err // names eth1, and fails before a packet is sent
+//	}
+//
+//	lc := &bindtodev.ListenConfig{Interface: "mgmt0"}
+//	ln, err := lc.Listen(ctx, "tcp", ":8080") // accepts only from mgmt0
+//
 // # Why binding an address is not enough
 //
 // bind(2) to an interface's address decides which source address a socket

@@ -3,6 +3,7 @@ package bindtodev_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -131,4 +132,19 @@ func ExampleValidateName() {
 	err := bindtodev.ValidateName("eth0-management-vlan")
 	fmt.Println(err)
 	// Output: invalid interface name "eth0-management-vlan": the name is 20 bytes long and Linux allows at most 15
+}
+
+// Every error names its interface: errors.As finds it through net's own
+// *net.OpError, and errors.Is still finds the cause.
+func ExampleError() {
+	_, err := bindtodev.Dial("wg0", "tcp", "192.0.2.10:443")
+	var e *bindtodev.Error
+	if errors.As(err, &e) {
+		switch {
+		case errors.Is(err, syscall.ENODEV):
+			log.Printf("interface %s does not exist (yet)", e.Interface)
+		case e.Op == "dial":
+			log.Printf("bound to %s, the connection failed: %v", e.Interface, e.Err)
+		}
+	}
 }

@@ -19,6 +19,8 @@ type ListenConfig struct {
 
 	// Interface names the interface every socket is bound to. It is
 	// required: an empty name fails the listen, it never means "unbound".
+	// A listener on a loopback address (127.0.0.0/8, ::1) is bound to lo
+	// instead, so that only the host itself can reach it.
 	Interface string
 }
 
