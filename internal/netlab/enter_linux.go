@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -80,7 +81,7 @@ func Enter() error {
 	runtime.LockOSThread()
 	if err := cmd.Start(); err != nil {
 		runtime.UnlockOSThread()
-		errUnavailable = fmt.Errorf("cannot create a private network namespace (%w); run as root, or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0)", err)
+		errUnavailable = namespaceError(err, cmd.SysProcAttr.Cloneflags&syscall.CLONE_NEWUSER != 0)
 		return errUnavailable
 	}
 	signals := make(chan os.Signal, 4)
@@ -104,6 +105,21 @@ func Enter() error {
 	fmt.Fprintln(os.Stderr, "netlab:", err)
 	os.Exit(1)
 	return nil
+}
+
+// namespaceError explains why the namespaces could not be made.
+func namespaceError(err error, user bool) error {
+	if user && errors.Is(err, syscall.ENOSPC) {
+		// clone(2) says ENOSPC, which reads as a full disk, when the
+		// count of user namespaces has reached its limit.
+		limit, rerr := os.ReadFile("/proc/sys/user/max_user_namespaces")
+		current := "?"
+		if rerr == nil {
+			current = string(bytes.TrimSpace(limit))
+		}
+		return fmt.Errorf("cannot create a user namespace (%w): the limit user.max_user_namespaces (%s) is reached; raise it (sysctl -w user.max_user_namespaces=15000) or run as root", err, current)
+	}
+	return fmt.Errorf("cannot create a private network namespace (%w); run as root, or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0)", err)
 }
 
 // Available reports nil when the process runs in a private network
