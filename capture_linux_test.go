@@ -4,6 +4,7 @@ package bindtodev_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -25,8 +26,12 @@ const leakMarker = "bindtodev-leak"
 // those with an address of the bound side, or the marker in their payload.
 type watch struct {
 	t    *testing.T
+	host *netlab.Host
 	caps []*netlab.Capture
 	ours map[netip.Addr]bool
+	// local holds the bound side's own addresses, whose TCP sockets
+	// settle waits for.
+	local map[netip.Addr]bool
 }
 
 // watchOthers starts captures on every interface of s.Local but s.A.
@@ -36,11 +41,14 @@ func watchOthers(t *testing.T, s *netlab.Seed, extra ...netip.Addr) *watch {
 	t.Helper()
 	localLL, err := s.Local.LinkLocal(s.A)
 	require.NoError(t, err)
-	w := &watch{t: t, ours: map[netip.Addr]bool{}}
+	w := &watch{t: t, host: s.Local, ours: map[netip.Addr]bool{}, local: map[netip.Addr]bool{}}
 	for _, a := range append([]netip.Addr{
 		s.LocalA4, s.LocalA6, localLL, s.PeerA4, s.PeerA6, s.PeerALinkLocal, s.Dest4, s.Dest6,
 	}, extra...) {
 		w.ours[a.WithZone("")] = true
+	}
+	for _, a := range []netip.Addr{s.LocalA4, s.LocalA6, localLL} {
+		w.local[a.WithZone("")] = true
 	}
 	w.caps, err = s.Local.CaptureAll(s.A)
 	require.NoError(t, err)
@@ -80,19 +88,85 @@ func (w *watch) leaks(excuse func(netlab.Packet) bool) (leaked, excused map[stri
 }
 
 // requireNoLeak fails the test when a watched interface carried the bound
-// sockets' traffic, listing what it saw.
+// sockets' traffic, listing what it saw. It looks only once the evidence
+// says the record is complete: see checkNoLeak.
 func (w *watch) requireNoLeak(excuse func(netlab.Packet) bool) {
 	w.t.Helper()
-	// The kernel may still be sending for the last exchanges; then every
-	// frame queued in a capture socket is read, however busy the machine.
-	time.Sleep(100 * time.Millisecond)
-	for _, c := range w.caps {
-		c.Flush()
-	}
-	leaked, _ := w.leaks(excuse)
+	leaked := w.checkNoLeak(excuse)
 	if len(leaked) > 0 {
 		w.t.Fatalf("bound traffic left through other interfaces:\n%s", describe(leaked))
 	}
+}
+
+// checkNoLeak returns what requireNoLeak would report. It first waits until
+// no TCP socket of the bound side is still opening or closing, since the
+// kernel sends the last segments of a teardown on its own, after the
+// program has closed; then it syncs every capture, so that everything sent
+// until then is recorded.
+func (w *watch) checkNoLeak(excuse func(netlab.Packet) bool) map[string][]netlab.Packet {
+	w.t.Helper()
+	w.settle()
+	w.syncAll()
+	leaked, _ := w.leaks(excuse)
+	return leaked
+}
+
+// settleTimeout bounds how long settle waits for the bound side's TCP
+// sockets; a teardown with a responsive peer takes milliseconds.
+const settleTimeout = 30 * time.Second
+
+// settle waits until no TCP socket with an address of the bound side is in
+// a state in which the kernel will still send for it.
+func (w *watch) settle() {
+	w.t.Helper()
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		socks, err := w.host.TCPSockets()
+		require.NoError(w.t, err)
+		var busy []netlab.TCPSocket
+		for _, sk := range socks {
+			if w.local[sk.Local.Addr().WithZone("")] && sk.State.Transient() {
+				busy = append(busy, sk)
+			}
+		}
+		if len(busy) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("after %v, %d TCP sockets of the bound side are still opening or closing, e.g. %s", settleTimeout, len(busy), busy[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// syncAll syncs every capture (see netlab.Capture.Sync). An interface that
+// went down or away, which other labs' tests do to their own, passes no
+// frame, so its record is complete as it is.
+func (w *watch) syncAll() {
+	w.t.Helper()
+	for _, c := range w.caps {
+		w.sync(c)
+	}
+}
+
+func (w *watch) sync(c *netlab.Capture) {
+	w.t.Helper()
+	err := c.Sync()
+	if errors.Is(err, netlab.ErrNotRunning) {
+		w.t.Logf("capture on %s: %v", c.Ifname, err)
+		return
+	}
+	require.NoError(w.t, err)
+}
+
+// captureOn starts a capture on h's interface name, stopped when the test
+// ends.
+func captureOn(t *testing.T, h *netlab.Host, name string) *netlab.Capture {
+	t.Helper()
+	c, err := h.Capture(name)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _, _ = c.Stop() })
+	return c
 }
 
 // capture returns the capture of interface name.
