@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,12 +63,57 @@ func (w *watch) carries(p netlab.Packet) bool {
 	return w.ours[p.Src] || w.ours[p.Dst] || bytes.HasPrefix(p.Payload, []byte(leakMarker))
 }
 
-// timeWaitReply reports whether p is what the kernel itself sends for an
-// IPv6 TCP socket in TIME_WAIT: a bare ACK or RST, without payload, from
-// the bound side's global address. See TestIPv6TimeWaitReplyLeaks.
-func timeWaitReply(s *netlab.Seed, p netlab.Packet) bool {
-	return p.Outgoing && p.Proto == unix.IPPROTO_TCP && p.Src == s.LocalA6 && p.PayloadLen == 0 &&
-		p.TCPFlags&^(netlab.TCPAck|netlab.TCPRst) == 0
+// closedConns records the 4-tuples of the TCP connections a test has
+// closed, without zones, as a capture shows them.
+type closedConns struct {
+	mu sync.Mutex
+	m  map[[2]netip.AddrPort]bool
+}
+
+// add records c's 4-tuple; call it before closing c.
+func (cc *closedConns) add(c net.Conn) {
+	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	remote := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	key := [2]netip.AddrPort{unzoned(local), unzoned(remote)}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.m == nil {
+		cc.m = map[[2]netip.AddrPort]bool{}
+	}
+	cc.m[key] = true
+}
+
+func (cc *closedConns) has(local, remote netip.AddrPort) bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.m[[2]netip.AddrPort{local, remote}]
+}
+
+func unzoned(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
+}
+
+// kernelReply reports whether p is what the kernel itself sends, for
+// either family, for a connection of the bound side that the test has
+// already closed, and which can follow the routing table: a bare ACK or
+// RST, without payload, from one of the bound side's global addresses. The
+// ACK comes from the TIME_WAIT machinery (TestIPv6TimeWaitReplyLeaks,
+// TestIPv6FinalAckAfterCloseLeaks), the RST from a socket that no longer
+// exists (TestTLSCloseResetLeaks). Nothing else is excused: not a SYN or a
+// FIN, not a byte of data, not a connection still open.
+func kernelReply(s *netlab.Seed, closed *closedConns, p netlab.Packet) bool {
+	return p.Outgoing && p.Proto == unix.IPPROTO_TCP && (p.Src == s.LocalA6 || p.Src == s.LocalA4) &&
+		p.PayloadLen == 0 && p.TCPFlags != 0 && p.TCPFlags&^(netlab.TCPAck|netlab.TCPRst) == 0 &&
+		closed.has(netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort))
+}
+
+// answerToKernelReply reports whether p is the RST with which the peer
+// behind another interface answers a kernelReply that reached it: it knows
+// no such connection.
+func answerToKernelReply(s *netlab.Seed, closed *closedConns, p netlab.Packet) bool {
+	return !p.Outgoing && p.Proto == unix.IPPROTO_TCP && (p.Src == s.Dest6 || p.Src == s.Dest4) &&
+		p.TCPFlags&netlab.TCPRst != 0 && p.PayloadLen == 0 &&
+		closed.has(netip.AddrPortFrom(p.Dst, p.DstPort), netip.AddrPortFrom(p.Src, p.SrcPort))
 }
 
 // leaks returns, per interface, the captured packets that carry the bound
@@ -167,6 +214,18 @@ func captureOn(t *testing.T, h *netlab.Host, name string) *netlab.Capture {
 	require.NoError(t, err)
 	t.Cleanup(func() { _, _, _ = c.Stop() })
 	return c
+}
+
+// marks syncs every capture and returns how many frames each holds, so
+// that what a test does next is told apart from what came before.
+func (w *watch) marks() map[string]int {
+	w.t.Helper()
+	w.syncAll()
+	marks := map[string]int{}
+	for _, c := range w.caps {
+		marks[c.Ifname] = c.Len()
+	}
+	return marks
 }
 
 // capture returns the capture of interface name.

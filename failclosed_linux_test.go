@@ -107,10 +107,7 @@ func closeIfOK[T interface{ Close() error }](c T, err error) error {
 // carried a packet of the bound side.
 func requireSilent(t *testing.T, w *watch, attempts []attempt, check func(t *testing.T, what string, err error)) {
 	t.Helper()
-	marks := map[string]int{}
-	for _, c := range w.caps {
-		marks[c.Ifname] = c.Len()
-	}
+	marks := w.marks()
 	for _, a := range attempts {
 		check(t, a.name, a.call())
 	}

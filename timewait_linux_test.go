@@ -45,16 +45,12 @@ func timeWaitProbe(t *testing.T, s *netlab.Seed, w *watch, dest netip.Addr, ling
 		}), "the server's FIN arrived on A")
 		// TIME_WAIT is entered after the ACK of that FIN was sent.
 		waitTCPState(t, s.Local, local, remote, netlab.TCPTimeWait)
-		w.syncAll()
 	} else {
 		require.True(t, capA.WaitFor(start, 5*time.Second, func(p netlab.Packet) bool {
 			return p.Outgoing && p.SrcPort == local.Port() && p.TCPFlags&netlab.TCPRst != 0
 		}), "linger 0 closes with a RST on A")
 	}
-	marks = map[string]int{}
-	for _, c := range w.caps {
-		marks[c.Ifname] = c.Len()
-	}
+	marks = w.marks()
 	require.NoError(t, s.PeerA.SendTCP(netlab.Segment{
 		Src: remote, Dst: local, Seq: 0x10000000, Ack: 0x20000000, Flags: netlab.TCPAck,
 	}))
@@ -67,21 +63,41 @@ func timeWaitProbe(t *testing.T, s *netlab.Seed, w *watch, dest netip.Addr, ling
 // waitTCPState waits until h lists the TCP socket local -> remote in state.
 func waitTCPState(t *testing.T, h *netlab.Host, local, remote netip.AddrPort, state netlab.TCPState) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		socks, err := h.TCPSockets()
-		require.NoError(t, err)
-		var seen []netlab.TCPSocket
+	waitTCP(t, h, local, remote, "reach "+state.String(), func(socks []netlab.TCPSocket) bool {
 		for _, sk := range socks {
-			if sk.Local == local && sk.Remote == remote {
-				if sk.State == state {
-					return
-				}
-				seen = append(seen, sk)
+			if sk.State == state {
+				return true
 			}
 		}
+		return false
+	})
+}
+
+// waitNoTCPSocket waits until h lists no TCP socket local -> remote, not
+// even in TIME_WAIT.
+func waitNoTCPSocket(t *testing.T, h *netlab.Host, local, remote netip.AddrPort) {
+	t.Helper()
+	waitTCP(t, h, local, remote, "go away", func(socks []netlab.TCPSocket) bool { return len(socks) == 0 })
+}
+
+// waitTCP polls h's TCP sockets local -> remote until done holds for them.
+func waitTCP(t *testing.T, h *netlab.Host, local, remote netip.AddrPort, what string, done func([]netlab.TCPSocket) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		all, err := h.TCPSockets()
+		require.NoError(t, err)
+		var socks []netlab.TCPSocket
+		for _, sk := range all {
+			if sk.Local == local && sk.Remote == remote {
+				socks = append(socks, sk)
+			}
+		}
+		if done(socks) {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s -> %s did not reach %s: %v", local, remote, state, seen)
+			t.Fatalf("%s -> %s did not %s: %v", local, remote, what, socks)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -234,11 +250,7 @@ func finWait2Close(t *testing.T, s *netlab.Seed, w *watch, dest netip.Addr) (loc
 	require.ErrorIs(t, err, io.EOF)
 	// The server's ACK of our FIN moves the orphaned socket to FIN_WAIT2.
 	waitTCPState(t, s.Local, local, remote, netlab.TCPFinWait2)
-	w.syncAll()
-	marks = map[string]int{}
-	for _, c := range w.caps {
-		marks[c.Ifname] = c.Len()
-	}
+	marks = w.marks()
 	require.NoError(t, server.Close())
 	require.True(t, w.capture(s.A).WaitFor(marks[s.A], 5*time.Second, func(p netlab.Packet) bool {
 		return !p.Outgoing && p.DstPort == local.Port() && p.TCPFlags&netlab.TCPFin != 0
