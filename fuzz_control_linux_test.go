@@ -208,7 +208,7 @@ func oracleParse(address string) (oracleAddr, bool) {
 	bracketed := err == nil && strings.HasPrefix(address, "[")
 	canonical := true
 	if err != nil {
-		host, port = address, ""
+		host = address
 	} else if _, perr := strconv.ParseUint(port, 10, 16); perr != nil {
 		canonical = false
 	}

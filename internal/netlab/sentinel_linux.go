@@ -110,7 +110,10 @@ func (c *Capture) Sync() error {
 			c.mu.Lock()
 			err := c.err
 			c.mu.Unlock()
-			return fmt.Errorf("netlab: sync capture on %s: the capture ended before its sentinel arrived (%v)", c.Ifname, err)
+			if err == nil {
+				err = errors.New("stopped")
+			}
+			return fmt.Errorf("netlab: sync capture on %s: the capture ended before its sentinel arrived: %w", c.Ifname, err)
 		case <-poll.C:
 			// A frame can be lost without an error, for instance
 			// while the kernel activates the queue of an interface
