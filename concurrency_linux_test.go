@@ -88,3 +88,73 @@ func TestConcurrentDialsShareDialer(t *testing.T) { //nolint:paralleltest // use
 	t.Logf("%d dials from %d goroutines sharing one Dialer in %v, all bound to %s", ok.Load(), workers,
 		time.Since(start).Round(time.Millisecond), s.A)
 }
+
+// Dialers for A and for B dial at once from many goroutines, TCP and UDP,
+// IPv4 and IPv6, to the destination both peers own: every connection must
+// be bound to its own Dialer's interface, read back with Device, and reach
+// that interface's peer, so that the per-call state the hook reuses
+// between sockets never carries one dial's interface into another.
+func TestConcurrentDialersForAAndB(t *testing.T) {
+	t.Parallel()
+	const dials = 4000
+	s := netlab.NewSeedT(t)
+	type job struct {
+		d       *bindtodev.Dialer
+		peer    string
+		network string
+		dest    string
+	}
+	var jobs []job
+	for _, side := range []struct {
+		ifname, peer string
+	}{{s.A, "A"}, {s.B, "B"}} {
+		d := &bindtodev.Dialer{Interface: side.ifname}
+		d.Timeout = 5 * time.Second
+		for _, network := range []string{"tcp", "udp"} {
+			for _, dest := range []netip.Addr{s.Dest4, s.Dest6} {
+				jobs = append(jobs, job{d, side.peer, network, whoAmIAddr(dest)})
+			}
+		}
+	}
+	var next, ok atomic.Int64
+	var fails failures
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= dials {
+					return
+				}
+				// Neighbouring dials differ in interface.
+				j := jobs[(i%2)*len(jobs)/2+(i/2)%(len(jobs)/2)]
+				c, err := j.d.Dial(j.network, j.dest)
+				if err != nil {
+					fails.add("dial %d %s %s via %s: %v", i, j.network, j.dest, j.d.Interface, err)
+					continue
+				}
+				dev, err := bindtodev.Device(c.(syscall.Conn))
+				var who netlab.WhoAmI
+				if err == nil {
+					if j.network == "udp" {
+						who, err = netlab.AskUDP(c)
+					} else {
+						who, err = netlab.AskTCP(c)
+					}
+				}
+				c.Close()
+				switch {
+				case err != nil:
+					fails.add("dial %d %s %s via %s: %v", i, j.network, j.dest, j.d.Interface, err)
+				case dev != j.d.Interface || who.Peer != j.peer:
+					fails.add("dial %d %s %s via %s: bound to %q, answered by %s", i, j.network, j.dest, j.d.Interface, dev, who.Peer)
+				default:
+					ok.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	fails.check(t)
+	assert.Equal(t, int64(dials), ok.Load())
+}

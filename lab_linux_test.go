@@ -122,38 +122,6 @@ func localAddr(network string, a netip.Addr) net.Addr {
 	return &net.TCPAddr{IP: a.AsSlice()}
 }
 
-// An unknown interface fails every entry point with ENODEV, an error that
-// names the interface, and no packet.
-func TestUnknownInterface(t *testing.T) {
-	t.Parallel()
-	s := netlab.NewSeedT(t)
-	const name = "nosuch0"
-	dest := whoAmIAddr(s.Dest4)
-	_, err := bindtodev.Dial(name, "tcp", dest)
-	require.ErrorIs(t, err, syscall.ENODEV)
-	var opErr *net.OpError
-	require.ErrorAs(t, err, &opErr)
-	assert.Equal(t, "dial", opErr.Op)
-	assert.Equal(t, fmt.Sprintf("dial tcp %s: bind to device %q: setsockopt: no such device", dest, name), err.Error())
-
-	_, err = bindtodev.Dial(name, "udp", dest)
-	assert.ErrorIs(t, err, syscall.ENODEV)
-	_, err = (&net.Dialer{Control: bindtodev.Control(name)}).Dial("tcp", dest)
-	assert.ErrorIs(t, err, syscall.ENODEV)
-	_, err = bindtodev.Listen(name, "tcp", ":0")
-	assert.ErrorIs(t, err, syscall.ENODEV)
-	assert.Contains(t, err.Error(), `"nosuch0"`)
-	_, err = bindtodev.ListenPacket(name, "udp", ":0")
-	assert.ErrorIs(t, err, syscall.ENODEV)
-
-	pc, err := net.ListenPacket("udp", ":0")
-	require.NoError(t, err)
-	defer pc.Close()
-	err = bindtodev.Bind(pc.(*net.UDPConn), name)
-	assert.ErrorIs(t, err, syscall.ENODEV)
-	assert.Equal(t, "", deviceOf(t, pc), "a failed Bind leaves the socket as it was")
-}
-
 // The kernel truncates a long name to 15 bytes and binds whatever interface
 // carries that prefix; the package refuses such a name.
 func TestLongNameNeverReachesKernel(t *testing.T) {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/bindtodev/bindtodev"
 	"github.com/bindtodev/bindtodev/internal/netlab"
@@ -77,8 +76,9 @@ type target struct {
 // while every other interface of the namespace is captured. Every request
 // must be answered by the peer behind A and no captured packet may carry the
 // bound sockets' traffic. The only exception is counted apart: the bare ACK
-// or RST the kernel itself sends for an IPv6 socket in TIME_WAIT (see
-// TestIPv6TimeWaitReplyLeaks). BINDTODEV_LONG=1 runs it at full count.
+// or RST the kernel itself sends, from A's address, for a connection the
+// test has already closed (see kernelReply), and the peer's RST answering
+// it. BINDTODEV_LONG=1 runs it at full count.
 //
 // It runs twice: with the routing table alone, and with the oif rule that
 // SECURITY.md recommends, under which not even the kernel's TIME_WAIT
@@ -91,7 +91,8 @@ func TestNoLeakUnderLoad(t *testing.T) { //nolint:paralleltest // captures every
 func leakTest(t *testing.T, withRule bool) {
 	load := currentLeakLoad()
 	s := netlab.NewSeedT(t)
-	excuse := func(p netlab.Packet) bool { return timeWaitReply(s, p) || answerToTimeWaitReply(s, p) }
+	var closed closedConns
+	excuse := func(p netlab.Packet) bool { return kernelReply(s, &closed, p) || answerToKernelReply(s, &closed, p) }
 	if withRule {
 		table := 1000 + s.N
 		require.NoError(t, s.Local.AddTableRoute(table, netlab.Route{
@@ -131,7 +132,7 @@ func leakTest(t *testing.T, withRule bool) {
 		wg.Go(func() {
 			for i := range tcpJobs {
 				tg := targets[i%len(targets)]
-				if err := tcpRequest(d, tg); err != nil {
+				if err := tcpRequest(d, tg, &closed); err != nil {
 					fails.add("tcp %d to %s: %v", i, tg.dest, err)
 					continue
 				}
@@ -216,7 +217,7 @@ func leakTest(t *testing.T, withRule bool) {
 			}
 		}
 	}
-	t.Logf("%d other interfaces watched, %d frames captured, 0 carrying bound traffic; counted apart: %d IPv6 TIME_WAIT replies of the kernel, %d RSTs of peer B answering them",
+	t.Logf("%d other interfaces watched, %d frames captured, 0 carrying bound traffic; counted apart: %d kernel replies for closed connections, %d RSTs of peer B answering them",
 		watched, total, replies, answers)
 
 	// The captures work: an unbound request, which follows the routing
@@ -228,21 +229,18 @@ func leakTest(t *testing.T, withRule bool) {
 	assert.True(t, w.capture(s.B).WaitFor(mark, 2*time.Second, w.carries), "the capture on B sees unbound traffic")
 }
 
-// answerToTimeWaitReply reports whether p is peer B's RST for a TIME_WAIT
-// reply that reached it: B knows no such connection.
-func answerToTimeWaitReply(s *netlab.Seed, p netlab.Packet) bool {
-	return !p.Outgoing && p.Proto == unix.IPPROTO_TCP && p.Src == s.Dest6 && p.Dst == s.LocalA6 &&
-		p.TCPFlags&netlab.TCPRst != 0 && p.PayloadLen == 0
-}
-
 // tcpRequest makes one bound connection, reads the who-am-I answer and
-// checks that the peer behind A answered and saw the expected source.
-func tcpRequest(d *bindtodev.Dialer, tg target) error {
+// checks that the peer behind A answered and saw the expected source. It
+// records the connection in closed before it closes it.
+func tcpRequest(d *bindtodev.Dialer, tg target, closed *closedConns) error {
 	c, err := d.Dial("tcp", tg.dest.String())
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() {
+		closed.add(c)
+		c.Close()
+	}()
 	who, err := netlab.AskTCP(c)
 	if err != nil {
 		return err

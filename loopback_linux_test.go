@@ -69,7 +69,7 @@ func TestLoopbackPacketSocketCannotLeave(t *testing.T) { //nolint:paralleltest /
 	s := netlab.NewSeedT(t)
 	caps, err := s.Local.CaptureAll("lo")
 	require.NoError(t, err)
-	w := &watch{t: t, caps: caps, ours: map[netip.Addr]bool{}}
+	w := &watch{t: t, host: s.Local, caps: caps, ours: map[netip.Addr]bool{}, local: map[netip.Addr]bool{}}
 	t.Cleanup(w.stop)
 	listeners := map[string]func(network, address string) (net.PacketConn, error){
 		"ListenPacket": func(network, address string) (net.PacketConn, error) {

@@ -80,25 +80,12 @@ func watchB(t *testing.T, m *netlab.Multipath) *netlab.Capture {
 	return c
 }
 
-// requireNoTCPOnB sends a marked datagram out of B, unbound, and waits for
-// the capture to record it: the capture is live, and every frame the kernel
-// queued before it is recorded. Then not one TCP segment may be among the
-// frames captured since from.
+// requireNoTCPOnB waits until the capture on B has recorded everything
+// the kernel queued for it (Capture.Sync); then not one TCP segment may be
+// among the frames captured since from.
 func requireNoTCPOnB(t *testing.T, m *netlab.Multipath, capB *netlab.Capture, from int) {
 	t.Helper()
-	marker := fmt.Sprintf("%s-sentinel-%d", leakMarker, time.Now().UnixNano())
-	require.NoError(t, m.Client.Do(func() error {
-		c, err := net.Dial("udp", netip.AddrPortFrom(m.ServerB4, 9).String())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte(marker))
-		return err
-	}))
-	require.True(t, capB.WaitFor(from, 5*time.Second, func(p netlab.Packet) bool {
-		return p.Proto == unix.IPPROTO_UDP && string(p.Payload) == marker
-	}), "the capture on B records a datagram sent through B")
+	require.NoError(t, capB.Sync())
 	var tcp []netlab.Packet
 	for _, p := range capB.Packets()[from:] {
 		if p.Proto == unix.IPPROTO_TCP {

@@ -46,7 +46,7 @@ func TestNoInterfaceLookupOnHotPath(t *testing.T) {
 	}
 	netlab.SkipUnavailable(t)
 	if _, err := seccompArch(); err != nil {
-		t.Skip(err)
+		skipUnlessRequired(t, "%v", err)
 	}
 	exe, err := os.Executable()
 	require.NoError(t, err)
@@ -68,6 +68,16 @@ func TestNoInterfaceLookupOnHotPath(t *testing.T) {
 	}
 }
 
+// skipUnlessRequired skips t with the reason, or fails it when
+// BINDTODEV_LAB=require, under which no lab test may pass by skipping.
+func skipUnlessRequired(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(netlab.RequireEnv) == "require" {
+		t.Fatalf("%s=require, but: "+format, append([]any{netlab.RequireEnv}, args...)...)
+	}
+	t.Skipf(format, args...)
+}
+
 // noLookupChild builds a lab, installs the filter and runs mode's hot
 // paths. Once the filter is in place the lab can no longer be taken down
 // (that needs netlink), so the child reports and exits without cleanup;
@@ -80,7 +90,7 @@ func noLookupChild(t *testing.T, mode string) {
 	defer pc.Close()
 	const count = 100
 	if err := installLookupFilter(); err != nil {
-		t.Skipf("cannot install a seccomp filter: %v", err)
+		skipUnlessRequired(t, "cannot install a seccomp filter: %v", err)
 	}
 	run := hotPaths
 	if mode == "naive" {

@@ -72,6 +72,8 @@ type Capture struct {
 	// Ifname is the captured interface.
 	Ifname string
 
+	host  *Host
+	index int
 	fd    int
 	stop  chan struct{}
 	done  chan struct{}
@@ -80,6 +82,7 @@ type Capture struct {
 	mu      sync.Mutex
 	packets []Packet
 	err     error
+	sync    syncState // see sentinel_linux.go
 }
 
 // CaptureStats is the kernel's count of what a capture received and what
@@ -96,7 +99,7 @@ func (h *Host) Capture(ifname string) (*Capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Capture{Ifname: ifname, fd: -1, stop: make(chan struct{}), done: make(chan struct{}), flush: make(chan chan struct{})}
+	c := &Capture{Ifname: ifname, host: h, index: link.Index, fd: -1, stop: make(chan struct{}), done: make(chan struct{}), flush: make(chan chan struct{})}
 	err = h.Do(func() error {
 		// SOCK_DGRAM strips the link-layer header, which differs
 		// between veth and lo; the protocol comes with the address.
@@ -170,7 +173,7 @@ func (c *Capture) drain(buf []byte) bool {
 			return false
 		}
 		ll, ok := from.(*unix.SockaddrLinklayer)
-		if !ok {
+		if !ok || c.sentinel(htons(ll.Protocol), buf[:n]) {
 			continue
 		}
 		p := parsePacket(htons(ll.Protocol), buf[:n])
@@ -226,6 +229,7 @@ func (c *Capture) Stop() ([]Packet, CaptureStats, error) {
 		unix.Close(c.fd)
 		c.fd = -1
 	}
+	c.closeSender()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]Packet(nil), c.packets...), stats, c.err
