@@ -306,8 +306,9 @@ func (w *watch) requireSeen(t *testing.T, dest netip.Addr) {
 	t.Fatalf("the capture on %s saw nothing sent to %s by the default configuration", w.l.B, dest)
 }
 
-// certificate is a self-signed certificate for the lab's names and
-// destination addresses, and the pool that trusts it.
+// certificate is a self-signed certificate for the lab's names, its
+// destination addresses and the local host's addresses on A (for the QUIC
+// server), and the pool that trusts it.
 type certificate struct {
 	tls.Certificate
 	pool *x509.CertPool
@@ -321,7 +322,7 @@ func newCertificate(t *testing.T, l *lab) certificate {
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "bindtodev lab"},
 		DNSNames:              []string{name4, name6},
-		IPAddresses:           []net.IP{l.Dest4.AsSlice(), l.Dest6.AsSlice()},
+		IPAddresses:           []net.IP{l.Dest4.AsSlice(), l.Dest6.AsSlice(), l.LocalA4.AsSlice(), l.LocalA6.AsSlice()},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
@@ -355,4 +356,14 @@ func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// capture returns the watch's capture of interface name.
+func (w *watch) capture(name string) *netlab.Capture {
+	for _, c := range w.caps {
+		if c.Ifname == name {
+			return c
+		}
+	}
+	panic("interface " + name + " is not watched")
 }
