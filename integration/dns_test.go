@@ -155,4 +155,3 @@ func TestResolverWithMiekgServers(t *testing.T) {
 		})
 	}
 }
-

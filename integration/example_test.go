@@ -77,7 +77,7 @@ func ExampleQUICTransport() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer conn.CloseWithError(0, "")
+	defer func() { _ = conn.CloseWithError(0, "") }()
 }
 
 func ExampleQUICTransport_server() {
@@ -157,7 +157,7 @@ func ExampleDialWebSocket() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.CloseNow()
+	defer func() { _ = c.CloseNow() }()
 	_, msg, err := c.Read(context.Background())
 	if err != nil {
 		log.Fatal(err)

@@ -26,6 +26,8 @@ func HTTPTransport(d *bindtodev.Dialer, tlsConf *tls.Config) *http.Transport {
 // connections leave through d. Without DialTLSContext it dials with
 // tls.Dial, unbound. (net/http's own Transport speaks HTTP/2 too: see
 // HTTPTransport.)
+//
+//nolint:staticcheck // x/net/http2.Transport is deprecated, and still used.
 func HTTP2Transport(d *bindtodev.Dialer, tlsConf *tls.Config) *http2.Transport {
 	return &http2.Transport{
 		TLSClientConfig: tlsConf,

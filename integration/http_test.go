@@ -39,7 +39,7 @@ func serveHTTPS(t *testing.T, l *lab, cert certificate) {
 			if err != nil {
 				return
 			}
-			defer c.CloseNow()
+			defer func() { _ = c.CloseNow() }()
 			if c.Write(r.Context(), websocket.MessageText, []byte(h.Name)) == nil {
 				// Wait for the client to close first.
 				_, _, _ = c.Read(r.Context())
@@ -139,7 +139,7 @@ func TestHTTP(t *testing.T) {
 				{
 					"x/net/http2", "HTTP/2.0",
 					func(d *bindtodev.Dialer) roundTripper { return integration.HTTP2Transport(d, cert.clientConfig()) },
-					func() roundTripper { return &http2.Transport{TLSClientConfig: cert.clientConfig()} },
+					func() roundTripper { return &http2.Transport{TLSClientConfig: cert.clientConfig()} }, //nolint:staticcheck // the client under test
 				},
 			} {
 				t.Run(tc.name, func(t *testing.T) {

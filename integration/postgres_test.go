@@ -177,10 +177,15 @@ func startPostgres(t *testing.T, pg *postgresInstall, h *netlab.Host, data strin
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGINT) // fast shutdown
 		select {
-		case <-exited:
+		case err := <-exited:
+			if err != nil {
+				t.Logf("postgres in %s: %v", h.Name, err)
+			}
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			<-exited
+			if err := <-exited; err != nil {
+				t.Logf("postgres in %s, killed: %v", h.Name, err)
+			}
 		}
 	})
 	select {
