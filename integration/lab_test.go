@@ -271,11 +271,23 @@ func (w *watch) requireNone(t *testing.T) {
 	w.settle(t)
 	var leaked []string
 	for _, c := range w.caps {
-		for _, p := range c.Packets() {
+		packets := c.Packets()
+		// The peer behind B knows nothing of the connection a kernel
+		// reply belongs to, and answers it with a RST.
+		replied := map[[2]netip.AddrPort]bool{}
+		for _, p := range packets {
+			if w.kernelReply(p) {
+				replied[[2]netip.AddrPort{netip.AddrPortFrom(p.Dst, p.DstPort), netip.AddrPortFrom(p.Src, p.SrcPort)}] = true
+			}
+		}
+		for _, p := range packets {
 			switch {
 			case !w.leak(c.Ifname, p):
 			case w.kernelReply(p):
 				t.Logf("%s: %s: the kernel's own IPv6 reply, which follows the routing table (the README's limit A; SECURITY.md's rules remove it)", c.Ifname, p)
+			case !p.Outgoing && p.Proto == unix.IPPROTO_TCP && p.TCPFlags == netlab.TCPRst && p.PayloadLen == 0 &&
+				replied[[2]netip.AddrPort{netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)}]:
+				t.Logf("%s: %s: the answer of the peer behind %s to that reply", c.Ifname, p, w.l.B)
 			default:
 				leaked = append(leaked, c.Ifname+": "+p.String())
 			}
