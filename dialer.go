@@ -29,8 +29,9 @@ type Dialer struct {
 	// Interface names the interface every socket is bound to. It is
 	// required: an empty name fails the dial, it never means "unbound".
 	// A dial to a loopback destination (127.0.0.0/8, ::1) binds its
-	// socket to lo instead, which reaches only the host; naming "lo"
-	// here pins every dial to the host itself.
+	// socket to lo instead, which reaches only the host, so such a dial
+	// succeeds even when Interface names no existing interface (its name
+	// is still checked). Naming "lo" here pins every dial to the host.
 	Interface string
 
 	// Source, when valid, is bind(2)-ed as the socket's source address,
