@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -37,6 +38,9 @@ var ErrMultipathTCP = errors.New("multipath TCP sockets cannot be pinned to an i
 // errControlSkipped reports a syscall.RawConn whose Control returned
 // without running the function: the socket must not count as bound.
 var errControlSkipped = errors.New("the socket's RawConn.Control returned without running the function")
+
+// errNoSocket reports a Control hook called without a socket.
+var errNoSocket = errors.New("no socket: the syscall.RawConn is nil")
 
 // loopbackDevice is the interface that sockets with a loopback address are
 // bound to, so that they reach only the host itself.
@@ -206,6 +210,9 @@ type binding struct {
 	// sourceSet is true when source holds only a port, to be bound to the
 	// unspecified address of the socket's family.
 	sourceSet bool
+	// handedOut is the net.Dialer that NetDialer returned, whose
+	// LocalAddr the caller may set after the fact (see checkLocalZone).
+	handedOut *net.Dialer
 	// multipathOff is true when the package made the net.Dialer or
 	// net.ListenConfig itself, with Multipath TCP turned off, and no one
 	// else can reach it: its sockets need no check.
@@ -221,8 +228,11 @@ func (b binding) controlContext(ctx context.Context, network, address string, c 
 	if b.err != nil {
 		return b.err
 	}
+	if c == nil {
+		return deviceError(b.ifname, errNoSocket)
+	}
 	if !strings.HasPrefix(network, "unix") {
-		addr, _ := parseAddr(address)
+		addr, zone, _ := parseAddr(address)
 		ifname := b.ifname
 		if addr.Unmap().IsLoopback() {
 			ifname = loopbackDevice
@@ -230,8 +240,13 @@ func (b binding) controlContext(ctx context.Context, network, address string, c 
 		// Only a stream socket can be Multipath TCP; net names the
 		// others udp and ip.
 		multipath := !b.multipathOff && !strings.HasPrefix(network, "udp") && !strings.HasPrefix(network, "ip")
-		if err := bindDevice(c, ifname, addr.Zone(), address, multipath); err != nil {
+		if err := bindDevice(c, ifname, zone, address, multipath); err != nil {
 			return err
+		}
+		if b.handedOut != nil {
+			if err := checkLocalZone(c, ifname, b.handedOut.LocalAddr); err != nil {
+				return deviceError(ifname, err)
+			}
 		}
 	}
 	if b.user != nil {
@@ -307,16 +322,26 @@ func refuseMultipath(fd uintptr) error {
 	return nil
 }
 
-// parseAddr extracts the IP address from the address that net passes to a
-// Control hook: "host:port" for TCP and UDP, a bare address for IP networks.
-func parseAddr(address string) (netip.Addr, bool) {
+// parseAddr extracts the IP address and its zone from the address that net
+// passes to a Control hook: "host:port" for TCP and UDP, a bare address for
+// IP networks. net writes an IPv4-mapped IPv6 address with a zone as IPv4
+// with that zone ("127.0.0.1%lo:80"), which netip refuses; it is read too.
+func parseAddr(address string) (addr netip.Addr, zone string, ok bool) {
 	if ap, err := netip.ParseAddrPort(address); err == nil {
-		return ap.Addr(), true
+		return ap.Addr(), ap.Addr().Zone(), true
 	}
 	if a, err := netip.ParseAddr(address); err == nil {
-		return a, true
+		return a, a.Zone(), true
 	}
-	return netip.Addr{}, false
+	if ip, rest, found := strings.Cut(address, "%"); found {
+		if a, err := netip.ParseAddr(ip); err == nil && a.Is4() {
+			if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+				rest = rest[:i]
+			}
+			return a, rest, true
+		}
+	}
+	return netip.Addr{}, "", false
 }
 
 // checkZone refuses an IPv6 zone that names another interface than the
@@ -327,6 +352,11 @@ func checkZone(fd uintptr, zone, ifname, address string) error {
 		return nil
 	}
 	if index, ok := zoneIndex(zone); ok {
+		// net reads a numeric zone as an interface's name first, and
+		// as an index only when no interface has that name.
+		if named, err := nameIndex(fd, zone); err == nil {
+			index = named
+		}
 		bound, err := boundIndex(fd)
 		if err != nil {
 			return fmt.Errorf("read back the index of device %q: %w", ifname, err)
@@ -337,6 +367,34 @@ func checkZone(fd uintptr, zone, ifname, address string) error {
 	}
 	return fmt.Errorf("address %s names interface %q but the socket is bound to %q: %w",
 		address, zone, ifname, syscall.EINVAL)
+}
+
+// checkLocalZone refuses a LocalAddr whose IPv6 zone names another
+// interface than ifname: net binds LocalAddr after the hook, and bind(2)
+// with a scope ID moves the socket to that interface, without any
+// privilege.
+func checkLocalZone(c syscall.RawConn, ifname string, local net.Addr) error {
+	var zone string
+	switch a := local.(type) {
+	case *net.TCPAddr:
+		if a != nil {
+			zone = a.Zone
+		}
+	case *net.UDPAddr:
+		if a != nil {
+			zone = a.Zone
+		}
+	case *net.IPAddr:
+		if a != nil {
+			zone = a.Zone
+		}
+	}
+	if zone == "" {
+		return nil
+	}
+	return withRaw(c, func(fd uintptr) error {
+		return checkZone(fd, zone, ifname, "LocalAddr "+local.String())
+	})
 }
 
 // zoneIndex reads a numeric zone the way net turns one into a scope ID:

@@ -29,6 +29,19 @@ func isMultipath(fd uintptr) (bool, error) {
 	return proto == unix.IPPROTO_MPTCP, nil
 }
 
+// nameIndex returns the index of the interface named name, asked of the
+// kernel through the socket fd (SIOCGIFINDEX).
+func nameIndex(fd uintptr, name string) (int, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.IoctlIfreq(int(fd), unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, os.NewSyscallError("ioctl", err)
+	}
+	return int(ifr.Uint32()), nil
+}
+
 func boundIndex(fd uintptr) (int, error) {
 	index, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX)
 	return index, os.NewSyscallError("getsockopt", err)

@@ -15,6 +15,8 @@ func device(uintptr) (string, error) { return "", ErrUnsupported }
 
 func isMultipath(uintptr) (bool, error) { return false, ErrUnsupported }
 
+func nameIndex(uintptr, string) (int, error) { return 0, ErrUnsupported }
+
 func boundIndex(uintptr) (int, error) { return 0, ErrUnsupported }
 
 func bindAddr(uintptr, netip.AddrPort, bool) error { return ErrUnsupported }

@@ -122,6 +122,9 @@ func (d *Dialer) netDialer(nd *net.Dialer, private bool) error {
 		return err
 	}
 	b := binding{ifname: d.Interface, user: d.ControlContext, multipathOff: private}
+	if !private {
+		b.handedOut = nd
+	}
 	if b.user == nil {
 		b.user = ignoreContext(d.Control)
 	}

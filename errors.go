@@ -92,7 +92,8 @@ func (e nameError) Error() string        { return e.reason }
 func (e nameError) Is(target error) bool { return target == ErrInvalidName }
 
 // afterBind names the interface in the error of a dial or listen whose
-// socket was made and bound, keeping net's *net.OpError outermost. Errors
+// socket was made and bound (to lo for a loopback address), keeping net's
+// *net.OpError outermost. Errors
 // that come before any socket (a lookup, an address that does not parse)
 // and errors that already name the interface are returned as they are.
 func afterBind(op, ifname string, err error) error {
@@ -109,6 +110,11 @@ func afterBind(op, ifname string, err error) error {
 	if errors.As(opErr.Err, &dnsErr) || errors.As(opErr.Err, &addrErr) || errors.As(opErr.Err, &parseErr) ||
 		errors.As(opErr.Err, &unknown) || errors.As(opErr.Err, &invalid) {
 		return err
+	}
+	if opErr.Addr != nil {
+		if addr, _, ok := parseAddr(opErr.Addr.String()); ok && addr.Unmap().IsLoopback() {
+			ifname = loopbackDevice
+		}
 	}
 	wrapped := *opErr
 	wrapped.Err = &Error{Op: op, Interface: ifname, Err: opErr.Err}

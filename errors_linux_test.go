@@ -189,6 +189,15 @@ func TestErrorsNameTheInterface(t *testing.T) {
 			op:      "dial", iface: s.A, causes: []error{syscall.ECONNREFUSED}, netOp: "dial",
 		},
 		{
+			name: "connection refused through lo",
+			err: func() error {
+				_, err := bindtodev.Dial(s.A, "tcp", "127.0.0.1:9")
+				return err
+			},
+			message: `dial tcp 127.0.0.1:9: through device "lo": connect: connection refused`,
+			op:      "dial", iface: "lo", causes: []error{syscall.ECONNREFUSED}, netOp: "dial",
+		},
+		{
 			name: "timeout after binding",
 			err: func() error {
 				_, err := dialer(func(d *bindtodev.Dialer) { d.Timeout = 200 * time.Millisecond }).Dial("tcp", silent)

@@ -35,4 +35,8 @@ func TestBindNeverAssumed(t *testing.T) {
 	assert.ErrorContains(t, err, "without running the function")
 	_, err = bindtodev.Device(skippingConn{})
 	assert.ErrorContains(t, err, "without running the function")
+
+	// A nil RawConn, which net never passes, fails instead of panicking.
+	err = bindtodev.Control("eth0")("tcp4", "198.18.0.1:80", nil)
+	assert.ErrorContains(t, err, `bind to device "eth0": no socket`)
 }
