@@ -11,14 +11,18 @@ import (
 
 // forwardedSignals returns every signal the wrapper catches and passes on
 // to the command: all but those that cannot be caught (SIGKILL, SIGSTOP),
-// SIGCHLD, which tells the wrapper about its own child, and SIGURG, which
-// the Go runtime sends itself to preempt goroutines and so cannot be told
-// apart from one sent by someone else.
+// SIGCHLD, which tells the wrapper about its own child, SIGURG, which the
+// Go runtime sends itself to preempt goroutines and so cannot be told
+// apart from one sent by someone else, SIGPROF, which the Go runtime takes
+// for its profiler and never passes on, and signals 32 to 34, which the Go
+// runtime reserves for C libraries (glibc's thread cancellation and setxid,
+// musl's SIGSYNCCALL) and lets no program catch.
 func forwardedSignals() []os.Signal {
 	var sigs []os.Signal
 	for s := syscall.Signal(1); s <= 64; s++ {
-		switch s {
-		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG:
+		switch {
+		case s == unix.SIGKILL, s == unix.SIGSTOP, s == unix.SIGCHLD, s == unix.SIGURG, s == unix.SIGPROF,
+			s >= 32 && s <= 34:
 			continue
 		}
 		sigs = append(sigs, s)
