@@ -1130,4 +1130,3 @@ func TestExecRecreatedInterface(t *testing.T) {
 		t.Errorf("a new run after re-creation: %q, want ok A ...", got)
 	}
 }
-
