@@ -201,9 +201,18 @@ func TestExecTerminalStop(t *testing.T) {
 	if _, err := master.Write([]byte{26}); err != nil { // Ctrl-Z
 		t.Fatal(err)
 	}
-	var info unix.Siginfo
-	if err := unix.Waitid(unix.P_PID, cmd.Process.Pid, &info, unix.WSTOPPED, nil); err != nil {
-		t.Fatal(err)
+	// The wrapper stops too, within a few seconds.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var info unix.Siginfo
+		if err := unix.Waitid(unix.P_PID, cmd.Process.Pid, &info, unix.WSTOPPED|unix.WNOHANG, nil); err != nil {
+			t.Fatal(err)
+		}
+		if info.Signo != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the wrapper did not stop after the command did")
+		}
 	}
 	if fg := foreground(); fg != cmd.Process.Pid {
 		t.Errorf("with the job stopped the foreground group is %d, want the wrapper's, %d", fg, cmd.Process.Pid)
