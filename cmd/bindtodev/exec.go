@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/bindtodev/bindtodev"
 )
@@ -20,11 +21,17 @@ const (
 	exitSignalsBase = 128 // the command died of signal N: 128+N
 )
 
-const execUsage = `usage: bindtodev exec -i IFACE [-cgroup DIR] [--] CMD [ARGS...]
+const execUsage = `usage: bindtodev exec -i IFACE [-confine] [-cgroup DIR] [-allow-bpf TYPE,...] [--] CMD [ARGS...]
 
 Runs CMD with every IPv4 and IPv6 socket of it and of all its descendants
 bound to IFACE, as SO_BINDTODEVICE would, through a BPF program attached to a
-fresh cgroup v2 directory. If the binding cannot be set up, CMD is not run.
+fresh cgroup v2 directory. Multipath TCP sockets, which cannot be bound this
+way, are refused (socket() fails with EPERM; Go programs fall back to TCP).
+If the binding cannot be set up, CMD is not run.
+
+A command with CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF or CAP_SYS_ADMIN, or a
+root command that can write cgroup.procs files, can undo the binding; run it
+as an ordinary user, or with -confine.
 
 Needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN), and write access to a
 cgroup2 directory.
@@ -33,34 +40,42 @@ Exit status: CMD's own, or 128+N if CMD was killed by signal N;
 125 if bindtodev failed (CMD did not run), 126 if CMD could not be run,
 127 if CMD was not found.
 
-flags:
+Flags:
 `
 
 // execArgs are the parsed arguments of "bindtodev exec".
 type execArgs struct {
-	ifname string
-	cgroup string   // parent cgroup directory; "" for the wrapper's own
-	argv   []string // the command and its arguments
+	ifname  string
+	cgroup  string   // parent cgroup directory; "" for the wrapper's own
+	allow   string   // -allow-bpf: risky attach types accepted
+	confine bool     // -confine
+	argv    []string // the command and its arguments
 }
 
 // parseExecArgs parses the arguments of "bindtodev exec". done is true
-// when the process should exit with code without running anything.
+// when the process should exit with code without running anything. The
+// flags end at the command's name, so that its own flags stay its own.
 func parseExecArgs(args []string, stdout, stderr io.Writer) (a execArgs, code int, done bool) {
 	fs := flag.NewFlagSet("bindtodev exec", flag.ContinueOnError)
-	fs.StringVar(&a.ifname, "i", "", "the interface every socket is bound to (required)")
+	fs.StringVar(&a.ifname, "i", "", "the `IFACE` every socket is bound to (required)")
 	fs.StringVar(&a.cgroup, "cgroup", "", "cgroup2 `DIR` below which the command's cgroup is created (default: bindtodev's own cgroup)")
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), execUsage)
-		fs.PrintDefaults()
-	}
+	fs.StringVar(&a.allow, "allow-bpf", "", "accept inherited BPF programs of these attach `TYPES` (comma-separated: "+riskyTypesHelp+"), which could change the binding")
+	fs.BoolVar(&a.confine, "confine", false, "keep the command, even as root, from undoing the binding: no_new_privs, no capability that could, a cgroup and mount namespace that show only its own cgroup")
+	// The flag package would print the whole help on every mistake, and
+	// on stderr for -h: the messages below are written here instead.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
+			var b strings.Builder
+			b.WriteString(execUsage)
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			fmt.Fprint(stdout, b.String())
 			return a, exitOK, true
 		}
-		return a, exitExecFailed, true
+		fmt.Fprintf(stderr, "bindtodev exec: %v\n", err)
+		return a, usage125(stderr), true
 	}
 	a.argv = fs.Args()
 	switch {
@@ -73,8 +88,21 @@ func parseExecArgs(args []string, stdout, stderr io.Writer) (a execArgs, code in
 			fmt.Fprintf(stderr, "bindtodev exec: %v; the command was not run\n", err)
 			return a, exitExecFailed, true
 		}
+		if a.allow != "" {
+			if err := checkAllowBPF(a.allow); err != nil {
+				fmt.Fprintf(stderr, "bindtodev exec: -allow-bpf: %v; the command was not run\n", err)
+				return a, exitExecFailed, true
+			}
+		}
 		return a, 0, false
 	}
-	fmt.Fprintf(stderr, "usage: bindtodev exec -i IFACE [-cgroup DIR] [--] CMD [ARGS...]\n")
-	return a, exitExecFailed, true
+	return a, usage125(stderr), true
+}
+
+// usage125 points at the help after a usage mistake; exec's bad flags exit
+// 125, like env(1)'s, so that they cannot pass for the command's own status.
+func usage125(stderr io.Writer) int {
+	fmt.Fprintln(stderr, "usage: bindtodev exec -i IFACE [-confine] [-cgroup DIR] [-allow-bpf TYPE,...] [--] CMD [ARGS...]")
+	fmt.Fprintln(stderr, "Run \"bindtodev exec -h\" for help.")
+	return exitExecFailed
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -14,10 +15,13 @@ import (
 	"github.com/bindtodev/bindtodev/cmd/bindtodev/internal/cgbind"
 )
 
-// forwardedSignals are passed on to the command. The wrapper stays its
-// parent so that it can remove the cgroup afterwards; to a supervisor it
-// must behave like the command itself.
-var forwardedSignals = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT}
+// riskyTypesHelp names, in the help, the attach types -allow-bpf takes.
+var riskyTypesHelp = strings.Join(cgbind.RiskyAttachTypes(), ", ")
+
+func checkAllowBPF(list string) error {
+	_, err := cgbind.ParseAttachTypes(list)
+	return err
+}
 
 // runExec runs a command with all its sockets bound to one interface: see
 // execUsage.
@@ -26,13 +30,22 @@ func runExec(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if done {
 		return code
 	}
-	fail := func(err error) int {
+	fail := func(err error, hint string) int {
 		fmt.Fprintf(stderr, "bindtodev exec: %v; the command was not run\n", err)
+		if hint != "" {
+			fmt.Fprintf(stderr, "bindtodev exec: %s\n", hint)
+		}
 		return exitExecFailed
 	}
-	ifindex, err := interfaceIndex(a.ifname)
+	ifindex, up, err := interfaceState(a.ifname)
 	if err != nil {
-		return fail(err)
+		return fail(err, hintFor(a.ifname, err))
+	}
+	if !up {
+		// Not an error: an interface may come up later, and the
+		// command's connections fail (ENETUNREACH) rather than leave
+		// elsewhere until then.
+		fmt.Fprintf(stderr, "bindtodev exec: warning: interface %q is down; the command runs, but its connections fail until the interface is up\n", a.ifname)
 	}
 	path, err := exec.LookPath(a.argv[0])
 	if err != nil {
@@ -42,17 +55,28 @@ func runExec(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return exitNotFound
 	}
+	var allowed []cgbind.AttachType
+	if a.allow != "" {
+		if allowed, err = cgbind.ParseAttachTypes(a.allow); err != nil {
+			return fail(err, "")
+		}
+	}
 	parent := a.cgroup
 	if parent == "" {
 		if parent, err = cgbind.OwnCgroup(); err != nil {
-			return fail(fmt.Errorf("find own cgroup: %w", err))
+			return fail(fmt.Errorf("find own cgroup: %w", err), "")
 		}
 	}
-	g, err := cgbind.New(parent, ifindex)
+	g, err := cgbind.New(parent, ifindex, allowed...)
 	if err != nil {
-		return fail(fmt.Errorf("bind sockets to %q: %w", a.ifname, err))
+		hint := ""
+		var foreign *cgbind.ForeignProgramError
+		if errors.As(err, &foreign) {
+			hint = fmt.Sprintf("if that program is known not to change sockets' devices or destinations, accept it with -allow-bpf %s", foreign.Type)
+		}
+		return fail(fmt.Errorf("bind sockets to %q: %w", a.ifname, err), hint)
 	}
-	code = runInGroup(g, path, a.argv, stdin, stdout, stderr)
+	code = runInGroup(g, path, a, stdin, stdout, stderr)
 	switch err := g.Remove(); {
 	case errors.Is(err, cgbind.ErrBusy):
 		fmt.Fprintf(stderr, "bindtodev exec: processes started by %s still run in cgroup %s; their sockets stay bound to %q, and a later bindtodev exec removes the cgroup once they have exited\n",
@@ -65,17 +89,28 @@ func runExec(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // runInGroup starts the command directly inside g's cgroup, so that its
 // very first socket is bound, forwards signals to it and returns the exit
-// code that reports its end.
-func runInGroup(g *cgbind.Group, path string, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cmd := exec.Command(path, argv[1:]...)
-	cmd.Args[0] = argv[0]
+// code that reports its end. The command runs in a process group of its
+// own, which gets the terminal when the wrapper had it: a terminal's
+// signals (Ctrl-C, Ctrl-Z, a window change) then reach the command alone,
+// once, and every signal the wrapper gets was meant for it and is
+// forwarded.
+func runInGroup(g *cgbind.Group, path string, a execArgs, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := exec.Command(path, a.argv[1:]...)
+	cmd.Args[0] = a.argv[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: g.FD()}
-
+	attr := &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: g.FD(), Setpgid: true}
+	if a.confine {
+		confineCommand(cmd, attr, path)
+	}
 	tty := openTerminal()
 	defer tty.close()
-	signals := make(chan os.Signal, 8)
-	signal.Notify(signals, forwardedSignals...)
+	if tty.foreground() {
+		attr.Foreground, attr.Ctty = true, tty.fd
+	}
+	cmd.SysProcAttr = attr
+
+	signals := make(chan os.Signal, 64)
+	signal.Notify(signals, forwardedSignals()...)
 	defer signal.Stop(signals)
 
 	if err := cmd.Start(); err != nil {
@@ -89,14 +124,16 @@ func runInGroup(g *cgbind.Group, path string, argv []string, stdin io.Reader, st
 		}
 		return exitExecFailed
 	}
+	jc := &jobControl{tty: tty, pid: cmd.Process.Pid}
+	go jc.followStops()
 	waited := make(chan struct{})
+	forwarded := make(chan struct{})
 	go func() {
+		defer close(forwarded)
 		for {
 			select {
 			case s := <-signals:
-				if !tty.deliveredToCommand(s) {
-					_ = cmd.Process.Signal(s)
-				}
+				jc.forward(s.(syscall.Signal))
 			case <-waited:
 				return
 			}
@@ -104,6 +141,8 @@ func runInGroup(g *cgbind.Group, path string, argv []string, stdin io.Reader, st
 	}()
 	err := cmd.Wait()
 	close(waited)
+	<-forwarded
+	jc.takeTerminal()
 	state := cmd.ProcessState
 	if state == nil {
 		fmt.Fprintf(stderr, "bindtodev exec: %v\n", err)
@@ -129,49 +168,25 @@ func startError(err error) error {
 	return err
 }
 
-// interfaceIndex resolves ifname in the caller's network namespace.
-func interfaceIndex(ifname string) (int, error) {
+// interfaceState resolves ifname in the caller's network namespace and
+// reports whether it is up.
+func interfaceState(ifname string) (index int, up bool, err error) {
 	ifr, err := unix.NewIfreq(ifname)
 	if err != nil {
-		return 0, fmt.Errorf("interface %q: %w", ifname, err)
+		return 0, false, fmt.Errorf("interface %q: %w", ifname, err)
 	}
 	// Any socket will do for the ioctl; a Unix one touches no network.
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0, os.NewSyscallError("socket", err)
+		return 0, false, os.NewSyscallError("socket", err)
 	}
 	defer unix.Close(fd)
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
-		return 0, fmt.Errorf("interface %q: %w", ifname, os.NewSyscallError("ioctl(SIOCGIFINDEX)", err))
+		return 0, false, fmt.Errorf("interface %q: %w", ifname, os.NewSyscallError("ioctl(SIOCGIFINDEX)", err))
 	}
-	return int(ifr.Uint32()), nil
-}
-
-// terminal is the controlling terminal, or fd -1 without one.
-type terminal struct{ fd int }
-
-func openTerminal() terminal {
-	fd, err := unix.Open("/dev/tty", unix.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return terminal{fd: -1}
+	index = int(ifr.Uint32())
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return 0, false, fmt.Errorf("interface %q: %w", ifname, os.NewSyscallError("ioctl(SIOCGIFFLAGS)", err))
 	}
-	return terminal{fd: fd}
-}
-
-func (t terminal) close() {
-	if t.fd >= 0 {
-		unix.Close(t.fd)
-	}
-}
-
-// deliveredToCommand reports whether the command has most likely received
-// signal s already: a terminal sends the keyboard's SIGINT (Ctrl-C) and
-// SIGQUIT (Ctrl-\) to its whole foreground process group, which holds the
-// command as well as the wrapper. Forwarding those would deliver them twice.
-func (t terminal) deliveredToCommand(s os.Signal) bool {
-	if t.fd < 0 || (s != unix.SIGINT && s != unix.SIGQUIT) {
-		return false
-	}
-	pgrp, err := unix.IoctlGetInt(t.fd, unix.TIOCGPGRP)
-	return err == nil && pgrp == unix.Getpgrp()
+	return index, ifr.Uint16()&unix.IFF_UP != 0, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -47,8 +48,10 @@ func runExecTestRole() {
 		os.Exit(dropCapsAndExec(args))
 	case "probe":
 		os.Exit(probe(os.Stdin, os.Stdout))
-	case "ttycheck":
-		os.Exit(ttyCheck())
+	case "signals":
+		os.Exit(reportSignals())
+	case "mptcpserve":
+		os.Exit(mptcpServe())
 	}
 	fmt.Fprintln(os.Stderr, "unknown test role", role)
 	os.Exit(2)
@@ -97,6 +100,11 @@ func dropCapsAndExec(args []string) int {
 //	dial NETWORK ADDR [TIMEOUT]  "ok PEER SOURCE DEVICE" or "err ..."
 //	rebind NETWORK ADDR IFACE    the same, re-binding the socket to IFACE first
 //	unshare                      the device index of a socket made in a new network namespace
+//	pid                          its process ID
+//	escape DIR                   "ok" once it has moved itself to cgroup DIR, or "err ..."
+//	detach DIR ID                "ok" once it has detached program ID from cgroup DIR
+//	setns FD                     "ok" once it has entered the cgroup namespace open as FD
+//	mount                        "ok" once it has mounted a cgroup2 in a mount namespace of its own
 //	quit                         exit
 func probe(in io.Reader, out io.Writer) int {
 	fmt.Fprintln(out, "ready")
@@ -125,6 +133,19 @@ func probe(in io.Reader, out io.Writer) int {
 			line = probeDial(f[1], f[2], 3*time.Second, f[3])
 		case len(f) == 1 && f[0] == "unshare":
 			line = probeUnshare()
+		case len(f) == 1 && f[0] == "pid":
+			line = strconv.Itoa(os.Getpid())
+		case len(f) == 2 && f[0] == "escape":
+			line = okOrErr(os.WriteFile(filepath.Join(f[1], "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0))
+		case len(f) == 3 && f[0] == "detach":
+			line = probeDetach(f[1], f[2])
+		case len(f) == 2 && f[0] == "setns":
+			line = onThrowawayThread(func() error {
+				fd, _ := strconv.Atoi(f[1])
+				return os.NewSyscallError("setns", unix.Setns(fd, unix.CLONE_NEWCGROUP))
+			})
+		case len(f) == 1 && f[0] == "mount":
+			line = probeMount()
 		default:
 			line = "err unknown command " + sc.Text()
 		}
@@ -166,6 +187,96 @@ func probeDial(network, address string, timeout time.Duration, rebind string) st
 		return "err " + err.Error()
 	}
 	return fmt.Sprintf("ok %s %s %s", who.Peer, who.Source, dev)
+}
+
+func okOrErr(err error) string {
+	if err != nil {
+		return "err " + err.Error()
+	}
+	return "ok"
+}
+
+// onThrowawayThread runs fn on a thread that exits afterwards, so that the
+// namespaces fn enters stay its own.
+func onThrowawayThread(fn func() error) string {
+	done := make(chan string)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		done <- okOrErr(fn())
+	}()
+	return <-done
+}
+
+func probeDetach(dir, id string) string {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "err " + os.NewSyscallError("open", err).Error()
+	}
+	defer unix.Close(fd)
+	n, _ := strconv.ParseUint(id, 10, 32)
+	return okOrErr(cgbind.Detach(fd, unix.BPF_CGROUP_INET_SOCK_CREATE, uint32(n)))
+}
+
+// probeMount mounts a cgroup2 file system in a mount namespace of the
+// thread's own, which a process that may mount can always make, and
+// otherwise tries where it is.
+func probeMount() string {
+	return onThrowawayThread(func() error {
+		dir, err := os.MkdirTemp("", "bindtodev-cg2-")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(dir)
+		if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err == nil {
+			if err := unix.Mount("none", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				return os.NewSyscallError("mount --make-rprivate", err)
+			}
+		}
+		if err := unix.Mount("none", dir, "cgroup2", 0, ""); err != nil {
+			return os.NewSyscallError("mount", err)
+		}
+		return os.NewSyscallError("umount", unix.Unmount(dir, 0))
+	})
+}
+
+// reportSignals prints "ready PID", then the number of every signal it
+// gets, one a line, and exits after SIGTERM.
+func reportSignals() int {
+	c := make(chan os.Signal, 64)
+	signal.Notify(c, forwardedSignals()...)
+	fmt.Println("ready", os.Getpid())
+	for s := range c {
+		fmt.Println(int(s.(syscall.Signal)))
+		if s == unix.SIGTERM {
+			return 0
+		}
+	}
+	return 0
+}
+
+// mptcpServe listens on a port of all addresses with Go's default
+// listener, which asks for Multipath TCP, prints "PORT PROTOCOL" (the
+// protocol the listening socket got) and answers every connection with
+// "served".
+func mptcpServe() int {
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		fmt.Println("err", err)
+		return 1
+	}
+	proto := -1
+	if rc, err := ln.(*net.TCPListener).SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { proto, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL) })
+	}
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port, proto)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return 1
+		}
+		fmt.Fprintln(c, "served")
+		c.Close()
+	}
 }
 
 func probeUnshare() string {
@@ -341,10 +452,7 @@ func TestExecDeviceReadBack(t *testing.T) {
 	}
 
 	t.Run("python3", func(t *testing.T) {
-		py, err := exec.LookPath("python3")
-		if err != nil {
-			t.Skip("python3 is not installed; the Go probe above read the device")
-		}
+		py := needTool(t, "python3")
 		script := `import socket
 for fam, typ in ((socket.AF_INET, socket.SOCK_STREAM), (socket.AF_INET6, socket.SOCK_DGRAM)):
     s = socket.socket(fam, typ)
@@ -569,42 +677,6 @@ func TestExecExitStatus(t *testing.T) {
 	}
 }
 
-// SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to the wrapper reach the command.
-func TestExecForwardsSignals(t *testing.T) {
-	t.Parallel()
-	s := execLab(t)
-	for _, sig := range []syscall.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT} {
-		t.Run(unix.SignalName(sig), func(t *testing.T) {
-			t.Parallel()
-			name := strings.TrimPrefix(unix.SignalName(sig), "SIG")
-			script := fmt.Sprintf(`trap 'echo got %s; exit 7' %s; echo ready; while :; do sleep 0.05; done`, name, name)
-			cmd := bindtodevCmd(t, "exec", "-i", s.A, "sh", "-c", script)
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = cmd.Process.Kill() }()
-			rd := bufio.NewReader(out)
-			if line, err := rd.ReadString('\n'); line != "ready\n" {
-				t.Fatalf("command did not start: %q, %v, stderr %q", line, err, stderr.String())
-			}
-			if err := cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
-			}
-			rest, _ := io.ReadAll(rd)
-			_ = cmd.Wait()
-			if got := cmd.ProcessState.ExitCode(); got != 7 || string(rest) != "got "+name+"\n" {
-				t.Errorf("after %v: exit %d, output %q, stderr %q; want exit 7, %q", sig, got, rest, stderr.String(), "got "+name+"\n")
-			}
-		})
-	}
-}
-
 // Every failure to set the binding up is a clear error, exit 125, and the
 // command never runs.
 func TestExecFailsClosed(t *testing.T) {
@@ -639,11 +711,14 @@ func TestExecFailsClosed(t *testing.T) {
 		stderr []string
 	}{
 		{"unknown interface", nil, []string{"-i", "nosuch" + strconv.Itoa(s.N)}, 125,
-			[]string{`interface "nosuch` + strconv.Itoa(s.N) + `"`, "no such device"}},
+			[]string{`interface "nosuch` + strconv.Itoa(s.N) + `"`, "no such device", "this network namespace has: ", s.A + ", "}},
+		{"unknown BPF attach type", nil, []string{"-i", s.A, "-allow-bpf", "sock_opz"}, 125, []string{`unknown BPF attach type "sock_opz"`, "sock_ops"}},
+		{"sock_create never allowed", nil, []string{"-i", s.A, "-allow-bpf", "sock_create"}, 125, []string{"sock_create programs cannot be allowed"}},
+		{"bad flag", nil, []string{"-i", s.A, "-nosuchflag"}, 125, []string{"flag provided but not defined: -nosuchflag", `Run "bindtodev exec -h" for help.`}},
 		{"invalid name", nil, []string{"-i", "a/b"}, 125, []string{`invalid interface name "a/b"`}},
 		{"name too long", nil, []string{"-i", s.A + "-this-is-too-long"}, 125, []string{"invalid interface name", "at most 15"}},
 		{"no interface", nil, nil, 125, []string{"-i IFACE is required"}},
-		{"not cgroup2", nil, []string{"-i", s.A, "-cgroup", t.TempDir()}, 125, []string{"no cgroup2 file system"}},
+		{"not cgroup2", nil, []string{"-i", s.A, "-cgroup", t.TempDir()}, 125, []string{"is not a cgroup2 directory"}},
 		{"no BPF privilege", dropcaps, []string{"-i", s.A, "-cgroup", parent}, 125,
 			[]string{"BPF_PROG_LOAD", "operation not permitted", "CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN"}},
 		{"no cgroup write access", dropcaps, []string{"-i", s.A, "-cgroup", readOnly}, 125,
@@ -678,6 +753,48 @@ func TestExecFailsClosed(t *testing.T) {
 	}
 }
 
+// "exec -h" prints its help once, on standard output, naming IFACE.
+func TestExecHelp(t *testing.T) {
+	t.Parallel()
+	r := runCmd(t, bindtodevCmd(t, "exec", "-h"), "")
+	if r.code != 0 || r.stderr != "" || strings.Count(r.stdout, "usage: bindtodev exec") != 1 ||
+		!strings.Contains(r.stdout, "-i IFACE") || strings.Contains(r.stdout, "-i string") || !strings.Contains(r.stdout, "-confine") {
+		t.Errorf("exec -h: exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
+	}
+}
+
+// An interface that is down is worth a warning, not a refusal: it may come
+// up while the command runs, and until then its connections fail.
+func TestExecInterfaceDown(t *testing.T) {
+	t.Parallel()
+	s := execLab(t)
+	if err := s.Local.SetDown(s.A); err != nil {
+		t.Fatal(err)
+	}
+	r := runCmd(t, bindtodevCmd(t, "exec", "-i", s.A, "--", "sh", "-c", "echo ran"), "")
+	if r.code != 0 || r.stdout != "ran\n" || !strings.Contains(r.stderr, fmt.Sprintf("warning: interface %q is down", s.A)) {
+		t.Errorf("exit %d, stdout %q, stderr %q; want the command run and a warning", r.code, r.stdout, r.stderr)
+	}
+}
+
+// "ip netns exec" mounts a /sys of its own, without the cgroup file
+// systems below it; the message says so and what to do instead. The test
+// does what ip does, in a mount namespace of its own.
+func TestExecUnderIPNetnsExec(t *testing.T) {
+	t.Parallel()
+	s := execLab(t)
+	unshare := needTool(t, "unshare")
+	script := `umount -l /sys && mount -t sysfs none /sys && exec "$@"`
+	args := append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", testBinary(t), roleArg, "bindtodev"},
+		"exec", "-i", s.A, "true")
+	r := runCmd(t, exec.Command(unshare, args...), "")
+	for _, want := range []string{"no cgroup2 file system is mounted", `"ip netns exec"`, "nsenter --net=", "-cgroup", "the command was not run"} {
+		if r.code != 125 || !strings.Contains(r.stderr, want) {
+			t.Errorf("exit %d, stderr %q; want 125 and %q", r.code, r.stderr, want)
+		}
+	}
+}
+
 // wrapped is a running "bindtodev exec" whose command is the probe.
 type wrapped struct {
 	cmd *exec.Cmd
@@ -685,12 +802,21 @@ type wrapped struct {
 	out *bufio.Reader
 	dir string // the command's cgroup
 	id  uint32 // its program
+	pid int    // the probe's
 }
 
 func startProbe(t *testing.T, ifname string, pre ...string) *wrapped {
 	t.Helper()
-	args := append([]string{"exec", "-i", ifname, "--", testBinary(t), roleArg}, pre...)
+	return startProbeWith(t, []string{"-i", ifname}, nil, pre...)
+}
+
+// startProbeWith starts the probe under "bindtodev exec" with flags, and
+// extra files for the probe's descriptors 3 and up.
+func startProbeWith(t *testing.T, flags []string, extra []*os.File, pre ...string) *wrapped {
+	t.Helper()
+	args := append(append(append([]string{"exec"}, flags...), "--", testBinary(t), roleArg), pre...)
 	cmd := bindtodevCmd(t, append(args, "probe")...)
+	cmd.ExtraFiles = extra
 	// Pipes of the test's own, not cmd's: cmd.Wait would close those, and
 	// the probe may outlive the wrapper.
 	inR, in, err := os.Pipe()
@@ -718,7 +844,8 @@ func startProbe(t *testing.T, ifname string, pre ...string) *wrapped {
 	if line := w.readLine(t); line != "ready" {
 		t.Fatalf("probe did not start: %q", line)
 	}
-	w.dir = cgroupDirOf(t, w.ask(t, "cgroup"))
+	w.pid, _ = strconv.Atoi(w.ask(t, "pid"))
+	w.dir = cgroupDirOf(t, procCgroup(t, w.pid))
 	fd, err := unix.Open(w.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -747,6 +874,37 @@ func (w *wrapped) ask(t *testing.T, command string) string {
 		t.Fatal(err)
 	}
 	return w.readLine(t)
+}
+
+// procCgroup returns the cgroup v2 path of process pid, as the test's own
+// cgroup namespace shows it.
+func procCgroup(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			return p
+		}
+	}
+	t.Fatalf("no cgroup v2 line for process %d", pid)
+	return ""
+}
+
+// needTool returns the path of a program a test needs, skipping the test
+// without it, unless BINDTODEV_LAB=require, which fails it instead.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv(netlab.RequireEnv) == "require" {
+			t.Fatalf("%s=require, but this test needs %s: %v", netlab.RequireEnv, name, err)
+		}
+		t.Skipf("%s is not installed: %v", name, err)
+	}
+	return path
 }
 
 // cgroupDirOf maps a path of the cgroup v2 hierarchy to its directory,
@@ -971,61 +1129,4 @@ func TestExecRecreatedInterface(t *testing.T) {
 	if got := startProbe(t, s.A).ask(t, "dial tcp "+dest); !strings.HasPrefix(got, "ok A ") {
 		t.Errorf("a new run after re-creation: %q, want ok A ...", got)
 	}
-}
-
-// Ctrl-C on a terminal reaches the command once: the terminal signals the
-// whole foreground process group, command included, so the wrapper does
-// not forward SIGINT or SIGQUIT while its group is the terminal's
-// foreground group; anything else it forwards. (Counting the command's
-// signals cannot show this: two SIGINTs pending at once merge into one.)
-func TestExecTerminalSignalsNotForwardedTwice(t *testing.T) {
-	t.Parallel()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	defer master.Close()
-	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetUint32(int(master.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slave.Close()
-
-	for _, tt := range []struct {
-		name string
-		attr *syscall.SysProcAttr
-		want string
-	}{
-		// A session of its own whose terminal is the pseudo-terminal: its
-		// process group is the terminal's foreground group.
-		{"foreground", &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}, "interrupt:true terminated:false hangup:false quit:true"},
-		{"not foreground", &syscall.SysProcAttr{Setpgid: true}, "interrupt:false terminated:false hangup:false quit:false"},
-	} {
-		cmd := exec.Command(testBinary(t), roleArg, "ttycheck")
-		cmd.Stdin, cmd.Stderr, cmd.SysProcAttr = slave, os.Stderr, tt.attr
-		out, err := cmd.Output()
-		if got := strings.TrimSpace(string(out)); err != nil || got != tt.want {
-			t.Errorf("%s: %q, %v; want %q", tt.name, got, err, tt.want)
-		}
-	}
-}
-
-// ttyCheck prints, for each forwarded signal, whether the wrapper would
-// take it to have reached the command from the terminal already.
-func ttyCheck() int {
-	tty := openTerminal()
-	defer tty.close()
-	var words []string
-	for _, s := range forwardedSignals {
-		words = append(words, fmt.Sprintf("%s:%v", strings.ReplaceAll(s.String(), " ", ""), tty.deliveredToCommand(s)))
-	}
-	fmt.Println(strings.Join(words, " "))
-	return 0
 }

@@ -153,46 +153,35 @@ func clen(b []byte) int {
 func attach(cgroupFD, prog int) error { return attachFlags(cgroupFD, prog, 0) }
 
 func attachFlags(cgroupFD, prog int, flags uint32) error {
+	return attachAs(cgroupFD, prog, unix.BPF_CGROUP_INET_SOCK_CREATE, flags)
+}
+
+func attachAs(cgroupFD, prog int, t AttachType, flags uint32) error {
 	attr := progAttachAttr{
 		targetFD:    uint32(cgroupFD),
 		attachBPFFD: uint32(prog),
-		attachType:  unix.BPF_CGROUP_INET_SOCK_CREATE,
+		attachType:  uint32(t),
 		attachFlags: flags,
 	}
 	_, err := bpf(unix.BPF_PROG_ATTACH, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	return os.NewSyscallError("bpf(BPF_PROG_ATTACH)", err)
 }
 
-// EffectivePrograms returns the IDs of the BPF_CGROUP_INET_SOCK_CREATE
-// programs that run for sockets created in the cgroup open as cgroupFD: its
-// own and those inherited from its ancestors.
-func EffectivePrograms(cgroupFD int) ([]uint32, error) {
-	ids := make([]uint32, 64)
-	attr := progQueryAttr{
-		targetFD:   uint32(cgroupFD),
-		attachType: unix.BPF_CGROUP_INET_SOCK_CREATE,
-		queryFlags: unix.BPF_F_QUERY_EFFECTIVE,
-		progIDs:    newPtr(unsafe.Pointer(&ids[0])),
-		progCnt:    uint32(len(ids)),
-	}
-	_, err := bpf(unix.BPF_PROG_QUERY, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
-	runtime.KeepAlive(ids)
-	if err != nil {
-		return nil, os.NewSyscallError("bpf(BPF_PROG_QUERY)", err)
-	}
-	return ids[:min(int(attr.progCnt), len(ids))], nil
-}
-
 // programID returns the kernel's ID of the program open as fd.
 func programID(fd int) (uint32, error) {
+	info, err := programInfo(fd)
+	return info.id, err
+}
+
+func programInfo(fd int) (progInfo, error) {
 	var info progInfo
 	attr := objInfoAttr{bpfFD: uint32(fd), infoLen: uint32(unsafe.Sizeof(info)), info: newPtr(unsafe.Pointer(&info))}
 	_, err := bpf(unix.BPF_OBJ_GET_INFO_BY_FD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	runtime.KeepAlive(&info)
 	if err != nil {
-		return 0, os.NewSyscallError("bpf(BPF_OBJ_GET_INFO_BY_FD)", err)
+		return info, os.NewSyscallError("bpf(BPF_OBJ_GET_INFO_BY_FD)", err)
 	}
-	return info.id, nil
+	return info, nil
 }
 
 // ProgramExists reports whether the kernel still holds the program with ID

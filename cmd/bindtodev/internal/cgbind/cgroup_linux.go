@@ -25,6 +25,15 @@ const runPrefix = "run-"
 // is mounted, or a directory given as a parent is not part of one.
 var ErrNoCgroup2 = errors.New("no cgroup2 file system")
 
+// notCgroup2Error is the error for a parent directory outside cgroup2.
+type notCgroup2Error struct{ dir string }
+
+func (e notCgroup2Error) Error() string {
+	return e.dir + " is not a cgroup2 directory (it is on another file system)"
+}
+
+func (e notCgroup2Error) Is(target error) bool { return target == ErrNoCgroup2 }
+
 // OwnCgroup returns the directory of the calling process's own cgroup in the
 // cgroup v2 hierarchy, found through /proc/self/mountinfo and
 // /proc/self/cgroup.
@@ -81,7 +90,7 @@ func cgroup2Mounts(r io.Reader) ([]mount, error) {
 		return nil, fmt.Errorf("read mountinfo: %w", err)
 	}
 	if len(mounts) == 0 {
-		return nil, fmt.Errorf("%w is mounted (none in /proc/self/mountinfo); mount one, for example with \"mount -t cgroup2 none /sys/fs/cgroup\" (or /sys/fs/cgroup/unified on a host that mounts the version 1 controllers there)", ErrNoCgroup2)
+		return nil, fmt.Errorf("%w is mounted (none in /proc/self/mountinfo); mount one, for example with \"mount -t cgroup2 none /sys/fs/cgroup\" (or /sys/fs/cgroup/unified on a host that mounts the version 1 controllers there). Under \"ip netns exec\", which mounts a /sys of its own without the cgroup file systems, enter the namespace with \"nsenter --net=/run/netns/NAME\" instead, which keeps the mounts, or pass -cgroup with a cgroup2 directory mounted elsewhere", ErrNoCgroup2)
 	}
 	return mounts, nil
 }
@@ -145,16 +154,20 @@ type Group struct {
 
 // New creates a cgroup in the directory [BaseName] below parent, attaches
 // the program that binds every socket created in it to the interface with
-// index ifindex, and checks that no other program of the same attach point
-// runs for its sockets. parent must be a directory of a cgroup2 file
-// system; [OwnCgroup] is the usual choice. Before it creates its own, New
-// removes the empty cgroups that creators now dead left in BaseName.
+// index ifindex (and refuses Multipath TCP sockets, which it could not
+// bind), and checks that no other program that could change the binding
+// runs for its sockets: no other socket-creation program, and none of a
+// risky attach type (see [AttachType.Risky]) except those in allowed.
+// parent must be a directory of a cgroup2 file system; [OwnCgroup] is the
+// usual choice. Before it creates its own, New removes the empty cgroups
+// that creators now dead left in BaseName.
 //
 // On failure nothing is left behind, and the error names the cause and
 // what the kernel asks for: errors.Is(err, os.ErrPermission) holds for a
-// missing privilege, and errors.Is(err, ErrNoCgroup2) when parent is not in
-// a cgroup2 file system.
-func New(parent string, ifindex int) (*Group, error) {
+// missing privilege, errors.Is(err, ErrNoCgroup2) when parent is not in a
+// cgroup2 file system, and errors.As with a [*ForeignProgramError] when an
+// ancestor's program could change the binding.
+func New(parent string, ifindex int, allowed ...AttachType) (*Group, error) {
 	if ifindex <= 0 || ifindex > 1<<31-1 {
 		return nil, fmt.Errorf("interface index %d out of range", ifindex)
 	}
@@ -163,7 +176,7 @@ func New(parent string, ifindex int) (*Group, error) {
 		return nil, fmt.Errorf("cgroup directory %s: %w", parent, os.NewSyscallError("statfs", err))
 	}
 	if fs.Type != unix.CGROUP2_SUPER_MAGIC {
-		return nil, fmt.Errorf("%s: %w (the file system's type is 0x%x)", parent, ErrNoCgroup2, fs.Type)
+		return nil, notCgroup2Error{parent}
 	}
 	base := filepath.Join(parent, BaseName)
 	lock, err := lockBase(base)
@@ -176,7 +189,7 @@ func New(parent string, ifindex int) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := g.bind(ifindex); err != nil {
+	if err := g.bind(ifindex, allowed); err != nil {
 		return nil, errors.Join(err, g.Remove())
 	}
 	return g, nil
@@ -196,7 +209,7 @@ func create(base string) (*Group, error) {
 	return &Group{Path: path, base: base, dir: dir}, nil
 }
 
-func (g *Group) bind(ifindex int) error {
+func (g *Group) bind(ifindex int, allowed []AttachType) error {
 	prog, err := loadProgram(uint32(ifindex))
 	if err != nil {
 		return err
@@ -221,7 +234,7 @@ func (g *Group) bind(ifindex int) error {
 		// device: the binding would not be ours to promise.
 		return fmt.Errorf("cgroup %s: %d socket-creation BPF programs would run, not only the binding one (IDs %v, ours %d); an ancestor cgroup holds one attached with BPF_F_ALLOW_MULTI, which could change the binding", g.Path, len(ids), ids, g.ProgramID)
 	}
-	return nil
+	return g.checkForeign(allowed)
 }
 
 // FD returns the descriptor of the cgroup's directory, for

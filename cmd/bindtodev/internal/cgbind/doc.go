@@ -4,7 +4,9 @@
 // at BPF_CGROUP_INET_SOCK_CREATE stores the interface's index in the
 // bound_dev_if field of each new socket, which is what SO_BINDTODEVICE sets.
 //
-// The program is four instructions, assembled here by hand and loaded with
+// The program refuses Multipath TCP sockets, whose subflows the kernel makes
+// itself without running the hook, so that they cannot leave unbound. It is
+// eight instructions, assembled here by hand and loaded with
 // the bpf(2) system call, so that the command needs no eBPF library.
 //
 // # Lifetime

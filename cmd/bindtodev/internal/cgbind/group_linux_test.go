@@ -141,7 +141,13 @@ func TestGroupBindsInetSockets(t *testing.T) {
 // New; one whose creator lives, or that still holds a process, is not.
 func TestSweep(t *testing.T) {
 	t.Parallel()
-	parent := ownCgroup(t)
+	// A parent of the test's own: the sweeps of other processes' Groups,
+	// run below their own cgroup, would otherwise lock and skip these.
+	parent, err := os.MkdirTemp(ownCgroup(t), "bindtodev-test-sweep-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Rmdir(filepath.Join(parent, BaseName)); _ = unix.Rmdir(parent) })
 	live := newGroup(t, parent)
 	defer func() { _ = live.Remove() }()
 

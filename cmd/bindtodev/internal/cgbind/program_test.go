@@ -13,6 +13,10 @@ func TestProgramEncoding(t *testing.T) {
 		t.Skip("the expected bytes are written for a little-endian machine")
 	}
 	want := []byte{
+		0x61, 0x12, 0x0c, 0, 0, 0, 0, 0, // r2 = *(u32 *)(r1 + 12)
+		0x55, 0x02, 0x02, 0, 0x06, 0x01, 0, 0, // if r2 != 262 goto +2
+		0xb7, 0x00, 0, 0, 0, 0, 0, 0, // r0 = 0
+		0x95, 0x00, 0, 0, 0, 0, 0, 0, // exit
 		0xb7, 0x02, 0, 0, 0x07, 0x01, 0, 0, // r2 = 0x107
 		0x63, 0x21, 0, 0, 0, 0, 0, 0, // *(u32 *)(r1 + 0) = r2
 		0xb7, 0x00, 0, 0, 0x01, 0, 0, 0, // r0 = 1
