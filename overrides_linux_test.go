@@ -132,7 +132,7 @@ func TestMappedZonedLoopbackBoundToLo(t *testing.T) {
 // An IPv4 listener's half-open connection (a request socket, SYN_RECV)
 // answers an out-of-window segment with an ACK that the kernel sends
 // without the listener's device, so the routing table picks its interface:
-// one more kernel reply that no socket option reaches (README limit A).
+// one more kernel reply that no socket option reaches (limit A in docs/guarantees.md).
 // IPv6 keeps the device. The rule on the source address keeps it on A.
 func TestRequestSocketAckFollowsRoutes(t *testing.T) { //nolint:paralleltest // captures every interface of the shared namespace
 	s := netlab.NewSeedT(t)

@@ -11,16 +11,27 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The README's Go snippets are whole programs; they must keep compiling
-// against the current API.
+// The Go snippets of README.md and docs/ are whole programs; they must
+// keep compiling against the current API. docs/clients.md is the exception:
+// its snippets are the source of the integration module's recipes, which
+// that module compiles, tests and compares with the text
+// (TestClientsDoc).
 func TestReadmeSnippetsCompile(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds programs with the go command")
 	}
-	readme, err := os.ReadFile("README.md")
+	docs, err := filepath.Glob("docs/*.md")
 	require.NoError(t, err)
-	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllSubmatch(readme, -1)
+	var blocks [][][]byte
+	for _, name := range append([]string{"README.md"}, docs...) {
+		if name == filepath.Join("docs", "clients.md") {
+			continue
+		}
+		text, err := os.ReadFile(name)
+		require.NoError(t, err)
+		blocks = append(blocks, regexp.MustCompile("(?s)```go\n(.*?)```").FindAllSubmatch(text, -1)...)
+	}
 	require.NotEmpty(t, blocks, "README.md has no Go snippets")
 
 	root, err := filepath.Abs(".")
