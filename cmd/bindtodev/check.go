@@ -52,8 +52,8 @@ kernel delivers a connection to any address of this host through lo,
 whatever the socket is bound to. IFACE is then not tested, and the result
 says LOOPBACK.
 
-Exit status 0 when both connections leave through IFACE (result SAME), 3
-when the bound one works but the unbound one leaves through another
+Exit status 0 when both connections leave through IFACE (result SAME),
+3 when the bound one works but the unbound one leaves through another
 interface or fails (DIFFERENT: the routing table does not send HOST:PORT
 through IFACE), 4 when HOST is a loopback address or an address of this
 host (LOOPBACK: neither connection left the host, so IFACE was not used),
@@ -72,7 +72,7 @@ type leg struct {
 	remote  netip.AddrPort
 	owner   string // the interface that owns source
 	nextHop string
-	local   bool // the destination is this host's own: the route is of type local
+	local   bool   // the destination is this host's own: the route is of type local
 	note    string // why a value could not be found, if one could not
 }
 
