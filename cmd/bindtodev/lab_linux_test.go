@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -736,11 +737,15 @@ func runAsNobody(t *testing.T, s *netlab.Seed, bin string, args ...string) (int,
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatalf("%q as uid %d: %v", args, nobody, err)
+		}
 	case <-time.After(10 * time.Second):
 		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("%q as uid %d did not exit\nstdout:\n%s\nstderr:\n%s", args, nobody, &stdout, &stderr)
+		err := <-done
+		t.Fatalf("%q as uid %d did not exit (%v)\nstdout:\n%s\nstderr:\n%s", args, nobody, err, &stdout, &stderr)
 	}
 	t.Logf("%q as uid %d -> %d\nstdout:\n%s\nstderr:\n%s", args, nobody, cmd.ProcessState.ExitCode(), &stdout, &stderr)
 	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
