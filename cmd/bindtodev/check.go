@@ -14,9 +14,18 @@ import (
 	"github.com/bindtodev/bindtodev"
 )
 
-// exitDiffer is check's exit code when the bound connection works but an
-// unbound one takes another interface, or fails.
-const exitDiffer = 3
+// Exit codes of check besides the common ones.
+const (
+	// exitDiffer: the bound connection works, but an unbound one takes
+	// another interface, or fails.
+	exitDiffer = 3
+	// exitLoopback: the destination is a loopback address or an address
+	// of this host, so neither connection left the host and the interface
+	// was not tested. It is neither 0, which would tell a script that the
+	// routing table sends the destination through IFACE, nor 3, which
+	// would tell it that IFACE works where the routing table does not.
+	exitLoopback = 4
+)
 
 const checkHead = `usage: bindtodev check -i IFACE [-w TIMEOUT] HOST:PORT
 
@@ -37,10 +46,18 @@ by side which interface and source address each one used:
 A HOST name is resolved once, by the system's resolver, and the unbound
 connection goes to the address the bound one reached.
 
-Exit status 0 when both connections leave through IFACE, 3 when the bound
-one works but the unbound one leaves through another interface or fails
-(the routing table does not send HOST:PORT through IFACE), 1 when the bound
-connection fails, 2 for bad flags or arguments.
+Loopback destinations never leave the host: a socket whose destination is
+a loopback address (127.0.0.0/8, ::1) is bound to lo, not IFACE, and the
+kernel delivers a connection to any address of this host through lo,
+whatever the socket is bound to. IFACE is then not tested, and the result
+says LOOPBACK.
+
+Exit status 0 when both connections leave through IFACE (result SAME),
+3 when the bound one works but the unbound one leaves through another
+interface or fails (DIFFERENT: the routing table does not send HOST:PORT
+through IFACE), 4 when HOST is a loopback address or an address of this
+host (LOOPBACK: neither connection left the host, so IFACE was not used),
+1 when the bound connection fails (FAILED), 2 for bad flags or arguments.
 
 Flags may come before or after HOST:PORT; "--" ends them.
 `
@@ -55,6 +72,7 @@ type leg struct {
 	remote  netip.AddrPort
 	owner   string // the interface that owns source
 	nextHop string
+	local   bool   // the destination is this host's own: the route is of type local
 	note    string // why a value could not be found, if one could not
 }
 
@@ -114,8 +132,19 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 
 	switch {
 	case bound.err != nil:
-		fmt.Fprintf(stdout, "result: FAILED: %s does not reach %s\n", *ifname, target)
+		own := ""
+		if what := ownDestination(target, *ifname, unbound); what != "" {
+			own = " (" + what + ")"
+		}
+		fmt.Fprintf(stdout, "result: FAILED: %s does not reach %s%s\n", *ifname, target, own)
 		return failure(stderr, "check", *ifname, bound.err)
+	case (bound.local || bound.iface == "lo") && *ifname != "lo":
+		what := fmt.Sprintf("%s is an address of this host", bound.remote.Addr())
+		if bound.remote.Addr().IsLoopback() {
+			what = fmt.Sprintf("%s is a loopback address", bound.remote.Addr())
+		}
+		fmt.Fprintf(stdout, "result: LOOPBACK: %s: the connection never leaves the host, so %s was not used\n", what, *ifname)
+		return exitLoopback
 	case unbound.err != nil:
 		fmt.Fprintf(stdout, "result: DIFFERENT: only the connection bound to %s reaches %s; the unbound one failed\n", *ifname, bound.remote)
 		return exitDiffer
@@ -126,6 +155,30 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "result: SAME: the routing table already sends %s through %s\n", bound.remote, bound.iface)
 		return exitOK
 	}
+}
+
+// ownDestination says, after a bound connection failed, why target is this
+// host's own, or "" when it is not known to be: target is a loopback
+// address, or the unbound connection's route is local.
+func ownDestination(target, ifname string, unbound leg) string {
+	if ifname == "lo" {
+		return ""
+	}
+	addr := unbound.remote.Addr()
+	if unbound.err != nil {
+		ap, err := netip.ParseAddrPort(target)
+		if err != nil {
+			return ""
+		}
+		addr = ap.Addr().Unmap()
+	}
+	switch {
+	case addr.IsLoopback():
+		return fmt.Sprintf("%s is a loopback address: the socket was bound to lo, not %s, and the connection never leaves the host", addr, ifname)
+	case unbound.err == nil && unbound.local:
+		return fmt.Sprintf("%s is an address of this host: the connection never leaves the host", addr)
+	}
+	return ""
 }
 
 // isConfigError reports an error that no destination can change: the
@@ -166,6 +219,14 @@ func connectLeg(name, address string, dial func(string) (net.Conn, error)) leg {
 		l.iface, l.how, l.nextHop = "?", fmt.Sprintf("%s failed: %v", routeLookupName, err), "?"
 	case err != nil:
 		l.nextHop, l.note = "?", fmt.Sprintf("%s: %v", routeLookupName, err)
+	case r.local:
+		l.local, l.nextHop = true, "local"
+		if dev == "" {
+			l.iface, l.how = interfaceName(r.ifindex), routeLookupName
+		} else if dev != "lo" {
+			l.note = fmt.Sprintf("%s is an address of this host: the kernel delivers the connection through %s, although the socket is bound to %s",
+				l.remote.Addr(), interfaceName(r.ifindex), dev)
+		}
 	case dev != "" && r.ifindex != oif:
 		// IPv6 takes the interface of a route lookup only as a
 		// preference, while a bound socket's own lookup is strict: the

@@ -143,11 +143,54 @@ func hintFor(ifname string, err error) string {
 	case ifname != "" && errors.Is(err, syscall.ENETUNREACH):
 		return fmt.Sprintf("%q is down, or has no address or route for this destination", ifname)
 	case errors.Is(err, os.ErrPermission):
-		return "binding needs CAP_NET_RAW before Linux 5.7 (run as root, or grant the capability)"
+		return permissionHint(err)
 	case errors.Is(err, bindtodev.ErrUnsupported):
 		return "SO_BINDTODEVICE exists only on Linux"
 	}
 	return ""
+}
+
+// permissionHint names the privilege that a refused operation lacked, and
+// only one it knows: SO_BINDTODEVICE itself needs CAP_NET_RAW for a re-bind
+// and, before Linux 5.7, for every bind; net's own bind(2) of a port below
+// net.ipv4.ip_unprivileged_port_start needs CAP_NET_BIND_SERVICE.
+func permissionHint(err error) string {
+	var e *bindtodev.Error
+	if errors.As(err, &e) && e.Op == "bind" {
+		return fmt.Sprintf("binding to %q (SO_BINDTODEVICE) needs CAP_NET_RAW before Linux 5.7 (run as root, or grant the capability)", e.Interface)
+	}
+	var opErr *net.OpError
+	if !errors.Is(err, syscall.EACCES) || !errors.As(err, &opErr) || opErr.Op != "listen" || opErr.Addr == nil {
+		return ""
+	}
+	_, portText, splitErr := net.SplitHostPort(opErr.Addr.String())
+	port, parseErr := strconv.ParseUint(portText, 10, 16)
+	if splitErr != nil || parseErr != nil {
+		return ""
+	}
+	start, known := unprivilegedPortStart()
+	if port == 0 || port >= uint64(start) {
+		return ""
+	}
+	sysctl := fmt.Sprintf("net.ipv4.ip_unprivileged_port_start is %d in this network namespace", start)
+	if !known {
+		sysctl = fmt.Sprintf("net.ipv4.ip_unprivileged_port_start, %d by default", start)
+	}
+	return fmt.Sprintf("port %d is a privileged port: listening on it needs CAP_NET_BIND_SERVICE (run as root, or grant the capability), or a port from %d up (%s; it applies to IPv6 too)", port, start, sysctl)
+}
+
+// unprivilegedPortStart reads the lowest port that needs no privilege, and
+// whether it could be read; Linux's default is 1024.
+func unprivilegedPortStart() (int, bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		return 1024, false
+	}
+	start, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 1024, false
+	}
+	return start, true
 }
 
 func interfaceNames() string {

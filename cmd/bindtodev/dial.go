@@ -35,8 +35,8 @@ has arrived for TIMEOUT after standard input ended.
 
 A HOST name is resolved by the system's resolver, whose queries follow the
 routing table, not IFACE: give an IP address to keep lookups out of the
-test. A loopback destination is never bound: a bound socket could not
-reach the loopback interface, and loopback traffic never leaves the host.
+test. With -i, a socket whose destination is a loopback address is bound
+to lo instead of IFACE: loopback traffic never leaves the host.
 
 Flags may come before or after HOST:PORT; "--" ends them.
 `

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,8 +22,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
+	"github.com/bindtodev/bindtodev"
 	"github.com/bindtodev/bindtodev/internal/netlab"
+	"github.com/bindtodev/bindtodev/internal/progtest"
 )
 
 // newSeed builds the seed lab; see netlab.Seed.
@@ -447,11 +452,143 @@ func TestCheckLoopback(t *testing.T) {
 		}
 	}()
 	code, out, _ := runCLI(t, "", "check", "-i", s.A, ln.Addr().String())
-	require.Equal(t, exitOK, code)
+	require.Equal(t, 4, code, "LOOPBACK has its own exit status")
 	rows := parseCheck(t, out)
-	assert.Equal(t, checkRow{"lo", "SO_BINDTODEVICE", rows["bound"].source, "lo", "on-link"}, rows["bound"])
-	assert.Equal(t, "lo", rows["unbound"].iface)
+	assert.Equal(t, checkRow{"lo", "SO_BINDTODEVICE", rows["bound"].source, "lo", "local"}, rows["bound"])
+	assert.Equal(t, checkRow{"lo", routeLookupName, rows["unbound"].source, "lo", "local"}, rows["unbound"])
 	assert.Contains(t, out, "note: bound: the destination is a loopback address: the library binds such a socket to lo")
+	assert.Contains(t, out, "result: LOOPBACK: 127.0.0.1 is a loopback address: the connection never leaves the host, so "+s.A+" was not used\n")
+	assert.NotContains(t, out, "SAME")
+
+	// IPv6 too.
+	ln6, err := net.Listen("tcp", "[::1]:0")
+	require.NoError(t, err)
+	defer ln6.Close()
+	go acceptAndClose(ln6)
+	code, out, _ = runCLI(t, "", "check", "-i", s.A, ln6.Addr().String())
+	assert.Equal(t, 4, code)
+	assert.Contains(t, out, "result: LOOPBACK: ::1 is a loopback address")
+
+	// An address of this host is delivered through lo as well, even on a
+	// socket bound to the interface that has the address.
+	own, err := net.Listen("tcp", netip.AddrPortFrom(s.LocalA4, 0).String())
+	require.NoError(t, err)
+	defer own.Close()
+	go acceptAndClose(own)
+	code, out, _ = runCLI(t, "", "check", "-i", s.A, own.Addr().String())
+	assert.Equal(t, 4, code)
+	rows = parseCheck(t, out)
+	assert.Equal(t, s.A, rows["bound"].iface, "the socket is bound to %s", s.A)
+	assert.Equal(t, "local", rows["bound"].nextHop)
+	assert.Equal(t, "lo", rows["unbound"].iface)
+	assert.Contains(t, out, "note: bound: "+s.LocalA4.String()+" is an address of this host: the kernel delivers the connection through lo, although the socket is bound to "+s.A)
+	assert.Contains(t, out, "result: LOOPBACK: "+s.LocalA4.String()+" is an address of this host: the connection never leaves the host, so "+s.A+" was not used\n")
+
+	// -i lo is what a loopback destination uses: SAME.
+	code, out, _ = runCLI(t, "", "check", "-i", "lo", ln.Addr().String())
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, out, "result: SAME")
+
+	// Nothing listens: FAILED, and it says why IFACE was not involved.
+	closed := ln.Addr().String()
+	ln.Close()
+	code, out, _ = runCLI(t, "", "check", "-i", s.A, closed)
+	assert.Equal(t, exitFailure, code)
+	assert.Contains(t, out, "result: FAILED: "+s.A+" does not reach "+closed+" (127.0.0.1 is a loopback address: the socket was bound to lo, not "+s.A+", and the connection never leaves the host)\n")
+}
+
+func acceptAndClose(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+// A listener bound to A does not answer what arrives on B with silence:
+// the kernel, finding no socket, refuses a TCP connection with a reset and
+// answers a datagram with ICMP (ICMPv6) port unreachable, both sent back
+// through B, as listen -h says.
+func TestListenOtherInterfaceAnswers(t *testing.T) {
+	t.Parallel()
+	s := newSeed(t)
+	_, help, _ := runCLI(t, "", "listen", "-h")
+	assert.Contains(t, strings.Join(strings.Fields(help), " "), "a datagram gets an ICMP (or ICMPv6) port unreachable message back")
+	for _, fam := range []struct {
+		localA, localB, peerB netip.Addr
+		icmp                  uint8
+	}{
+		{s.LocalA4, s.LocalB4, s.PeerB4, unix.IPPROTO_ICMP},
+		{s.LocalA6, s.LocalB6, s.PeerB6, unix.IPPROTO_ICMPV6},
+	} {
+		capB, err := s.Local.Capture(s.B)
+		require.NoError(t, err)
+		out, port, done := startListen(t, "-u", "-i", s.A, "-c", "1", ":0")
+
+		fromB, err := s.PeerB.Dial("udp", netip.AddrPortFrom(fam.localB, port).String())
+		require.NoError(t, err)
+		_ = fromB.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = fromB.Write([]byte("from B"))
+		require.NoError(t, err)
+		// A connected UDP socket reports ICMP port unreachable, and only
+		// that ICMP message, as ECONNREFUSED.
+		_, err = fromB.Read(make([]byte, 64))
+		require.ErrorIs(t, err, syscall.ECONNREFUSED, "peer B's datagram to %s is answered with port unreachable", fam.localB)
+		fromB.Close()
+		icmpOut := func(p netlab.Packet) bool {
+			return p.Outgoing && p.Proto == fam.icmp && p.Src == fam.localB && p.Dst == fam.peerB
+		}
+		assert.True(t, capB.WaitFor(0, 5*time.Second, icmpOut), "the ICMP answer leaves through %s", s.B)
+
+		// TCP: the same port has no bound TCP listener on B; a bound one
+		// on A refuses B with a reset through B.
+		tcpOut, tcpPort, tcpDone := startListen(t, "-i", s.A, "-c", "1", ":0")
+		_, err = s.PeerB.Dial("tcp", netip.AddrPortFrom(fam.localB, tcpPort).String())
+		require.ErrorIs(t, err, syscall.ECONNREFUSED)
+		rstOut := func(p netlab.Packet) bool {
+			return p.Outgoing && p.Proto == unix.IPPROTO_TCP && p.Src == fam.localB && p.SrcPort == tcpPort && p.TCPFlags&netlab.TCPRst != 0
+		}
+		assert.True(t, capB.WaitFor(0, 5*time.Second, rstOut), "the reset leaves through %s", s.B)
+		packets, stats, err := capB.Stop()
+		require.NoError(t, err)
+		assert.Zero(t, stats.Drops)
+		t.Logf("on %s:\n%v", s.B, packets)
+
+		// Neither reached the command, which still serves A.
+		c, err := s.PeerA.Dial("udp", netip.AddrPortFrom(fam.localA, port).String())
+		require.NoError(t, err)
+		_, err = c.Write([]byte("from A"))
+		require.NoError(t, err)
+		c.Close()
+		require.Equal(t, exitOK, exitCode(t, done))
+		assert.NotContains(t, out.String(), fam.peerB.String())
+		c, err = s.PeerA.Dial("tcp", netip.AddrPortFrom(fam.localA, tcpPort).String())
+		require.NoError(t, err)
+		_, _ = io.ReadAll(c)
+		c.Close()
+		require.Equal(t, exitOK, exitCode(t, tcpDone))
+		assert.NotContains(t, tcpOut.String(), fam.peerB.String())
+	}
+}
+
+// A loopback ADDR is bound to lo, and listen says so.
+func TestListenLoopback(t *testing.T) {
+	t.Parallel()
+	s := newSeed(t)
+	out, port, done := startListen(t, "-i", s.A, "-c", "1", "127.0.0.1:0")
+	m := listeningLine.FindStringSubmatch(out.String())
+	require.NotNil(t, m)
+	assert.Equal(t, "lo", m[3])
+	c, err := net.Dial("tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String())
+	require.NoError(t, err)
+	answer, err := io.ReadAll(c)
+	require.NoError(t, err)
+	c.Close()
+	assert.Contains(t, string(answer), " on lo\n")
+	require.Equal(t, exitOK, exitCode(t, done))
+	assert.Contains(t, out.String(), "on lo (SO_BINDTODEVICE of the accepted socket)")
 }
 
 func TestCheckFailures(t *testing.T) {
@@ -582,4 +719,289 @@ func startPiped(t *testing.T, s *netlab.Seed, bin string, args ...string) (*exec
 		t.Logf("%q stderr:\n%s", args, &stderr)
 	})
 	return cmd, bufio.NewReader(pipe), &stderr
+}
+
+// nobody is the unprivileged user the command runs as below.
+const nobody = 65534
+
+// runAsNobody runs the built command as uid and gid 65534 with no
+// supplementary groups, inside the lab's namespace, and returns its exit
+// code and output. The binary is copied where that user can run it.
+func runAsNobody(t *testing.T, s *netlab.Seed, bin string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, s.Local.Do(cmd.Start))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatalf("%q as uid %d: %v", args, nobody, err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		err := <-done
+		t.Fatalf("%q as uid %d did not exit (%v)\nstdout:\n%s\nstderr:\n%s", args, nobody, err, &stdout, &stderr)
+	}
+	t.Logf("%q as uid %d -> %d\nstdout:\n%s\nstderr:\n%s", args, nobody, cmd.ProcessState.ExitCode(), &stdout, &stderr)
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+// nobodyBinary builds the command and copies it into a directory that uid
+// 65534 can enter (t.TempDir's are the test user's alone).
+func nobodyBinary(t *testing.T) string {
+	t.Helper()
+	built := progtest.Build(t)
+	dir, err := os.MkdirTemp("", "bindtodev-nobody-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	b, err := os.ReadFile(built)
+	require.NoError(t, err)
+	bin := filepath.Join(dir, "bindtodev")
+	require.NoError(t, os.WriteFile(bin, b, 0o755))
+	return bin
+}
+
+// Run as an ordinary user, listen on a privileged port fails because of
+// the port, and the hint says so, with the threshold the kernel of this
+// network namespace uses; CAP_NET_RAW, which binding to the interface does
+// not need since Linux 5.7, is not blamed. A port above the threshold
+// works for the same user. The test changes the lab namespace's
+// net.ipv4.ip_unprivileged_port_start, so it does not run in parallel.
+func TestListenUnprivileged(t *testing.T) {
+	s := newSeed(t)
+	bin := nobodyBinary(t)
+	for _, proto := range [][]string{nil, {"-u"}} {
+		for _, addr := range []string{":80", s.LocalA4.String() + ":80", "[" + s.LocalA6.String() + "]:80"} {
+			args := append(append([]string{"listen", "-c", "1"}, proto...), "-i", s.A, addr)
+			code, out, errOut := runAsNobody(t, s, bin, args...)
+			assert.Equal(t, exitFailure, code, "%q", args)
+			assert.Empty(t, out)
+			assert.Contains(t, errOut, fmt.Sprintf("bindtodev listen: interface %q: listen ", s.A))
+			assert.Contains(t, errOut, "bind: permission denied\n")
+			assert.Contains(t, errOut, "bindtodev listen: port 80 is a privileged port: listening on it needs CAP_NET_BIND_SERVICE (run as root, or grant the capability), or a port from 1024 up (net.ipv4.ip_unprivileged_port_start is 1024 in this network namespace; it applies to IPv6 too)\n", "%q", args)
+			assert.NotContains(t, errOut, "CAP_NET_RAW", "%q", args)
+		}
+	}
+
+	// The threshold is read from the kernel, not assumed.
+	const sysctl = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+	var before []byte
+	require.NoError(t, s.Local.Do(func() (err error) { before, err = os.ReadFile(sysctl); return err }))
+	require.Equal(t, "1024", strings.TrimSpace(string(before)), "a fresh namespace starts at Linux's default")
+	require.NoError(t, s.Local.Do(func() error { return os.WriteFile(sysctl, []byte("3000"), 0) }))
+	t.Cleanup(func() {
+		assert.NoError(t, s.Local.Do(func() error { return os.WriteFile(sysctl, before, 0) }))
+	})
+	code, _, errOut := runAsNobody(t, s, bin, "listen", "-i", s.A, ":2000")
+	assert.Equal(t, exitFailure, code)
+	assert.Contains(t, errOut, "port 2000 is a privileged port: listening on it needs CAP_NET_BIND_SERVICE (run as root, or grant the capability), or a port from 3000 up (net.ipv4.ip_unprivileged_port_start is 3000 in this network namespace")
+	require.NoError(t, s.Local.Do(func() error { return os.WriteFile(sysctl, before, 0) }))
+
+	// The same user can bind the interface and listen on an ordinary
+	// port: the failure above was the port's.
+	cmd := exec.Command(bin, "listen", "-c", "1", "-i", s.A, netip.AddrPortFrom(s.LocalA4, 0).String())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	pipe, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, s.Local.Do(cmd.Start))
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	line, err := bufio.NewReader(pipe).ReadString('\n')
+	require.NoError(t, err, "stderr: %s", &stderr)
+	m := listeningLine.FindStringSubmatch(line)
+	require.NotNil(t, m, "first line %q", line)
+	assert.Equal(t, s.A, m[3])
+	c, err := s.PeerA.Dial("tcp", m[1])
+	require.NoError(t, err)
+	_, _ = io.ReadAll(c)
+	c.Close()
+	require.NoError(t, cmd.Wait())
+}
+
+// A real failure of SO_BINDTODEVICE for lack of CAP_NET_RAW (a re-bind,
+// which still needs it) gets the CAP_NET_RAW hint, and the privileged-port
+// hint only for a port.
+func TestBindPermissionHint(t *testing.T) {
+	t.Parallel()
+	s := newSeed(t)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			done <- err
+			return
+		}
+		data[unix.CAP_NET_RAW/32].Effective &^= 1 << (unix.CAP_NET_RAW % 32)
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			done <- err
+			return
+		}
+		pc, err := net.ListenPacket("udp", netip.AddrPortFrom(s.LocalA4, 0).String())
+		if err != nil {
+			done <- err
+			return
+		}
+		defer pc.Close()
+		if err := bindtodev.Bind(pc.(*net.UDPConn), s.A); err != nil {
+			done <- fmt.Errorf("first bind: %w", err)
+			return
+		}
+		done <- bindtodev.Bind(pc.(*net.UDPConn), s.B)
+	}()
+	err := <-done
+	require.ErrorIs(t, err, os.ErrPermission)
+	var e *bindtodev.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, "bind", e.Op)
+	var errOut strings.Builder
+	assert.Equal(t, exitFailure, failure(&errOut, "listen", s.B, err))
+	t.Log(errOut.String())
+	assert.Contains(t, errOut.String(), fmt.Sprintf("bindtodev listen: binding to %q (SO_BINDTODEVICE) needs CAP_NET_RAW before Linux 5.7", s.B))
+	assert.NotContains(t, errOut.String(), "CAP_NET_BIND_SERVICE")
+}
+
+// --version and version print what the go command recorded in the binary,
+// as "go version -m" reads it: the main module's version, the VCS revision
+// and whether the tree was modified, and the Go release.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds the command with the go command")
+	}
+	gocmd, err := exec.LookPath("go")
+	require.NoError(t, err)
+	// recorded reads the build information back with the go command.
+	recorded := func(bin string) (goVersion, modVersion string, settings map[string]string) {
+		out, err := exec.Command(gocmd, "version", "-m", bin).CombinedOutput()
+		require.NoError(t, err, "go version -m:\n%s", out)
+		settings = map[string]string{}
+		for i, line := range strings.Split(string(out), "\n") {
+			f := strings.Split(strings.TrimSpace(line), "\t")
+			switch {
+			case i == 0:
+				goVersion = strings.TrimSpace(line[strings.LastIndex(line, " ")+1:])
+			case f[0] == "mod" && len(f) >= 3:
+				modVersion = f[2]
+			case f[0] == "build" && len(f) == 2:
+				k, v, _ := strings.Cut(f[1], "=")
+				settings[k] = v
+			}
+		}
+		return goVersion, modVersion, settings
+	}
+	check := func(bin string) string {
+		goVersion, modVersion, settings := recorded(bin)
+		var out string
+		for _, flag := range []string{"--version", "version", "-version"} {
+			r := progtest.Run(t, bin, 30*time.Second, flag)
+			require.Equal(t, exitOK, r.Code, flag)
+			if out != "" {
+				assert.Equal(t, out, r.Stdout, "%s prints what the others print", flag)
+			}
+			out = r.Stdout
+		}
+		assert.Contains(t, out, "bindtodev "+modVersion+"\n")
+		assert.Contains(t, out, "module:   github.com/bindtodev/bindtodev\n")
+		assert.Contains(t, out, "go:       "+goVersion+" "+settings["GOOS"]+"/"+settings["GOARCH"]+"\n")
+		if rev := settings["vcs.revision"]; rev != "" {
+			state := map[string]string{"true": ", with uncommitted changes", "false": ", unmodified"}[settings["vcs.modified"]]
+			assert.Contains(t, out, "revision: "+rev+" ("+settings["vcs.time"]+")"+state+"\n")
+		} else {
+			assert.Contains(t, out, "revision: unknown (built without VCS information)\n")
+		}
+		return out
+	}
+	t.Logf("as built here:\n%s", check(progtest.Build(t)))
+
+	// A copy of the module in a repository of its own makes the go
+	// command record a known revision, then a modified tree, then none.
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("git is not installed: the VCS fields cannot be produced")
+	}
+	root := copyModule(t)
+	runIn := func(dir string, env []string, name string, args ...string) {
+		cmd := exec.Command(name, args...)
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s %q:\n%s", name, args, out)
+	}
+	gitEnv := []string{"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1", "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid"}
+	runIn(root, gitEnv, git, "init", "-q")
+	runIn(root, gitEnv, git, "add", "-A")
+	runIn(root, gitEnv, git, "commit", "-q", "-m", "copy")
+	head, err := exec.Command(git, "-C", root, "rev-parse", "HEAD").Output()
+	require.NoError(t, err)
+	rev := strings.TrimSpace(string(head))
+	build := func(buildvcs string) string {
+		bin := filepath.Join(t.TempDir(), "bindtodev")
+		runIn(filepath.Join(root, "cmd", "bindtodev"), append(gitEnv, "GOFLAGS=-mod=readonly -buildvcs="+buildvcs, "GOPROXY=off"), gocmd, "build", "-o", bin, ".")
+		return bin
+	}
+	out := check(build("true"))
+	assert.Regexp(t, `^bindtodev v0\.0\.0-\d{14}-`+rev[:12]+"\n", out)
+	assert.Contains(t, out, "revision: "+rev+" (")
+	assert.Contains(t, out, ", unmodified\n")
+
+	require.NoError(t, os.WriteFile(filepath.Join(root, "untracked.txt"), []byte("x"), 0o644))
+	out = check(build("true"))
+	assert.Regexp(t, `^bindtodev v0\.0\.0-\d{14}-`+rev[:12]+`\+dirty`+"\n", out)
+	assert.Contains(t, out, ", with uncommitted changes\n")
+
+	out = check(build("false"))
+	assert.Equal(t, "bindtodev (devel)\n", out[:strings.Index(out, "\n")+1])
+	assert.Contains(t, out, "revision: unknown (built without VCS information)\n")
+}
+
+// copyModule copies the module that holds the working directory, without
+// its VCS metadata and nested modules, into a temporary directory.
+func copyModule(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	src := filepath.Dir(filepath.Dir(wd)) // cmd/bindtodev -> the module
+	_, err = os.Stat(filepath.Join(src, "go.mod"))
+	require.NoError(t, err)
+	dst := t.TempDir()
+	err = filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if rel != "." {
+				if _, err := os.Stat(filepath.Join(path, "go.mod")); err == nil || d.Name() == ".git" {
+					return filepath.SkipDir
+				}
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !d.Type().IsRegular() || d.Name() == ".git" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	require.NoError(t, err)
+	return dst
 }

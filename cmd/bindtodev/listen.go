@@ -18,8 +18,12 @@ const listenHead = `usage: bindtodev listen -i IFACE [-u] [-c COUNT] [ADDR]:PORT
 
 Listens on [ADDR]:PORT with a socket bound to IFACE (SO_BINDTODEVICE), so it
 accepts connections (or, with -u, receives datagrams) only when they arrive
-on IFACE, even on the wildcard address: a connection that arrives on
-another interface is refused, a datagram is dropped.
+on IFACE, even on the wildcard address. For what arrives on another
+interface the kernel finds no socket, and answers as if nothing listened
+on PORT: a connection is refused with a TCP reset, and a datagram gets an
+ICMP (or ICMPv6) port unreachable message back, which the sender's
+connected UDP socket reports as "connection refused". Neither is dropped
+silently; a firewall rule can do that.
 
 It prints one line when it listens, then one line for each connection or
 datagram: the peer, the local address it reached and the interface it
@@ -31,9 +35,9 @@ Each peer gets a one-line answer saying what was seen, then the connection
 is closed, so "bindtodev dial" (or netcat) on the other side shows it too.
 
 Without ADDR it listens on every address (IPv4 and IPv6). PORT 0 picks a
-free port, shown on the first line. A loopback ADDR is not bound: only this
-host can reach it. Flags may come before or after [ADDR]:PORT; "--" ends
-them.
+free port, shown on the first line. A loopback ADDR is bound to lo instead
+of IFACE, as loopback traffic never leaves the host: only this host can
+reach it. Flags may come before or after [ADDR]:PORT; "--" ends them.
 `
 
 func runListen(args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -119,11 +123,12 @@ func (l *listener) listening(network string, c any, local net.Addr) error {
 	if err != nil {
 		return fmt.Errorf("read back the listening socket's binding: %w", err)
 	}
-	binding := fmt.Sprintf("bound to %s (SO_BINDTODEVICE read back)", dev)
 	if dev == "" {
-		binding = "NOT bound: a loopback address is left unbound, since only this host can reach it"
+		// The library binds every listener, to lo for a loopback
+		// address: an empty binding would accept from any interface.
+		return fmt.Errorf("the listening socket on %s reads back as not bound to any interface; refusing to serve", local)
 	}
-	l.out.printf("listening on %s (%s), %s\n", local, network, binding)
+	l.out.printf("listening on %s (%s), bound to %s (SO_BINDTODEVICE read back)\n", local, network, dev)
 	return nil
 }
 
@@ -150,7 +155,7 @@ func (l *listener) serveTCP(lc *bindtodev.ListenConfig, addr string) error {
 		} else if dev != "" {
 			on = dev + " (SO_BINDTODEVICE of the accepted socket)"
 		} else {
-			on = "loopback (the accepted socket is not bound)"
+			on = "NOT-BOUND (the accepted socket's binding is empty)"
 		}
 		l.out.printf("tcp from %s to %s on %s\n", peer, local, on)
 		wg.Add(1)

@@ -20,6 +20,10 @@ const routeLookupName = "route lookup (RTM_GETROUTE)"
 type route struct {
 	ifindex int
 	gateway netip.Addr // invalid when the destination is on-link
+	// local is true for a route of type local (RTN_LOCAL): the
+	// destination is an address of this host, which the kernel delivers
+	// through lo whatever the socket is bound to.
+	local bool
 }
 
 // lookupRoute asks the kernel which route it takes for a TCP packet from
@@ -119,6 +123,9 @@ func parseRoute(m *syscall.NetlinkMessage) (route, error) {
 		return route{}, fmt.Errorf("parse the kernel's route: %w", err)
 	}
 	var r route
+	if len(m.Data) >= unix.SizeofRtMsg {
+		r.local = m.Data[7] == unix.RTN_LOCAL // rtm_type, after family, lengths, tos, table, protocol and scope
+	}
 	for _, a := range attrs {
 		switch a.Attr.Type {
 		case unix.RTA_OIF:

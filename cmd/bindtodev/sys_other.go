@@ -16,6 +16,7 @@ const routeLookupName = "route lookup"
 type route struct {
 	ifindex int
 	gateway netip.Addr
+	local   bool
 }
 
 var errNotLinux = errors.New("not available on this platform")
