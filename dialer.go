@@ -61,7 +61,7 @@ func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 // [net.Dialer.DialContext].
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	var nd net.Dialer
-	if err := d.netDialer(&nd, true); err != nil {
+	if err := d.netDialer(&nd, nil); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
 	c, err := nd.DialContext(ctx, network, address)
@@ -91,7 +91,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 // the interface and the rule; for an IP address it holds.
 func (d *Dialer) NetDialer() *net.Dialer {
 	nd := new(net.Dialer)
-	if err := d.netDialer(nd, false); err != nil {
+	if err := d.netDialer(nd, nd); err != nil {
 		*nd = d.Dialer
 		nd.LocalAddr, nd.Control = nil, nil
 		nd.ControlContext = binding{err: err}.controlContext
@@ -114,17 +114,16 @@ func (d *Dialer) MultipathTCP() bool { return false }
 
 // netDialer fills nd with the bound configuration. It writes into the
 // caller's net.Dialer because net.Dialer's methods do not keep their
-// receiver: a dial keeps it on the stack and copies it once. private says
-// that nd never leaves the package, so that no one can turn Multipath TCP
-// back on and its sockets need no check.
-func (d *Dialer) netDialer(nd *net.Dialer, private bool) error {
+// receiver: a dial keeps it on the stack and copies it once. handedOut is
+// nd when NetDialer hands it out, and nil when nd never leaves the package,
+// so that no one can turn Multipath TCP back on or set its LocalAddr and
+// its sockets need no check. (A separate parameter keeps a private nd on
+// the caller's stack.)
+func (d *Dialer) netDialer(nd, handedOut *net.Dialer) error {
 	if err := checkName(d.Interface); err != nil {
 		return err
 	}
-	b := binding{ifname: d.Interface, user: d.ControlContext, multipathOff: private}
-	if !private {
-		b.handedOut = nd
-	}
+	b := binding{ifname: d.Interface, user: d.ControlContext, multipathOff: handedOut == nil, handedOut: handedOut}
 	if b.user == nil {
 		b.user = ignoreContext(d.Control)
 	}

@@ -63,7 +63,7 @@ func (d *Dialer) DialIP(ctx context.Context, network string, laddr, raddr netip.
 // the host and are not bound, but an invalid Interface still fails the dial.
 func (d *Dialer) DialUnix(ctx context.Context, network string, laddr, raddr *net.UnixAddr) (*net.UnixConn, error) {
 	var nd net.Dialer
-	if err := d.netDialer(&nd, true); err != nil {
+	if err := d.netDialer(&nd, nil); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
 	return nd.DialUnix(ctx, network, laddr, raddr)
