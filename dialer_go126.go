@@ -83,6 +83,9 @@ func (d *Dialer) dialAs(ctx context.Context, kind, network string, local net.Add
 		}
 		c.LocalAddr = local
 	}
+	if c.Follow {
+		return c.dialFollow(ctx, network, address)
+	}
 	var nd net.Dialer
 	if err := c.netDialer(&nd); err != nil {
 		return nil, fail(err)

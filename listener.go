@@ -20,12 +20,27 @@ type ListenConfig struct {
 	// Interface names the interface every socket is bound to. It is
 	// required: an empty name fails the listen, it never means "unbound".
 	Interface string
+
+	// Follow makes listeners and packet sockets outlive the interface and
+	// follow it: Listen and ListenPacket return at once even while no
+	// interface has the name, and when one is deleted and another of the
+	// same name appears, with any index, a new socket listens on the same
+	// address and port. The returned values are therefore not
+	// *net.TCPListener or *net.UDPConn; accepted connections stay
+	// *net.TCPConn, and end when their interface is deleted. See
+	// docs/lifecycle.md in the repository, and [WaitForInterface] for the
+	// watch it shares. NetListenConfig ignores Follow: a net.ListenConfig
+	// has one socket per listen and its Control hook no context to wait in.
+	Follow bool
 }
 
 // Listen announces on the local network address through a socket bound to
 // Interface. A listener on a loopback address is left unbound, since only
 // the host itself can reach it. See [net.ListenConfig.Listen].
 func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	if lc.Follow {
+		return lc.listenFollow(ctx, network, address)
+	}
 	nl, err := lc.netListenConfig()
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
@@ -37,6 +52,9 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 // socket bound to Interface: it receives only datagrams that arrived on
 // Interface and sends only through it. See [net.ListenConfig.ListenPacket].
 func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
+	if lc.Follow {
+		return lc.listenPacketFollow(ctx, network, address)
+	}
 	nl, err := lc.netListenConfig()
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}

@@ -1,0 +1,37 @@
+//go:build !bindtodev_stub
+
+package bindtodev
+
+// Test hooks into the watcher, for the external tests.
+
+// WatcherRunning reports whether the process has an interface watch open.
+func WatcherRunning() bool {
+	watchers.mu.Lock()
+	defer watchers.mu.Unlock()
+	return watchers.w != nil
+}
+
+// StallWatcher holds the watcher's table, so that its goroutine stops at
+// the next event and the kernel's queue fills, and shrinks the queue to
+// bytes; the returned function lets it go on. It returns nil when no watch
+// is open.
+func StallWatcher(bytes int) func() {
+	watchers.mu.Lock()
+	w := watchers.w
+	watchers.mu.Unlock()
+	if w == nil {
+		return nil
+	}
+	rc := w.rc
+	_ = rc.Control(func(fd uintptr) { _ = setRcvbuf(int(fd), bytes) })
+	w.mu.Lock()
+	return func() {
+		_ = rc.Control(func(fd uintptr) { _ = setRcvbuf(int(fd), 1<<20) })
+		w.mu.Unlock()
+	}
+}
+
+// Resyncs counts the watcher's re-reads of the link table after overruns.
+func Resyncs() int {
+	return int(resyncs.Load())
+}
