@@ -35,3 +35,21 @@ func StallWatcher(bytes int) func() {
 func Resyncs() int {
 	return int(resyncs.Load())
 }
+
+// FollowState reports, for a following listener or packet socket, whether
+// it has a socket now and how many sockets it closed because their
+// interface went away.
+func FollowState(c any) (listening bool, dropped uint64) {
+	var f *follow
+	switch c := c.(type) {
+	case followListener:
+		f = c.f
+	case followPacketConn:
+		f = c.f
+	default:
+		panic("not a follower")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sock != nil, f.gen
+}

@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"weak"
 
 	"golang.org/x/sys/unix"
@@ -566,11 +568,23 @@ func checkSocket(t *tracked) (int32, bool) {
 			alive = err == nil && index > 0
 		}
 		if !alive {
-			// Read returns, Write fails; the user still closes it.
+			// A TCP Read returns io.EOF, Write fails with EPIPE;
+			// the user still closes the connection.
 			_ = unix.Shutdown(int(fd), unix.SHUT_RDWR)
 		}
 	})
-	return int32(index), err == nil && alive
+	if err != nil {
+		return 0, false
+	}
+	if _, stream := sc.(*net.TCPConn); !alive && !stream {
+		// A datagram socket that was shut down still blocks a
+		// non-blocking reader (recvmsg says EAGAIN); a read deadline
+		// in the past wakes it. Its writes fail with ENODEV already.
+		if dc, ok := sc.(interface{ SetReadDeadline(time.Time) error }); ok {
+			_ = dc.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+	return int32(index), alive
 }
 
 // untrack runs once the connection of t was collected.
