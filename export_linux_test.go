@@ -2,6 +2,8 @@
 
 package bindtodev
 
+import "fmt"
+
 // Test hooks into the watcher, for the external tests.
 
 // WatcherRunning reports whether the process has an interface watch open.
@@ -52,4 +54,25 @@ func FollowState(c any) (listening bool, dropped uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.sock != nil, f.gen
+}
+
+// WatcherUsers describes who keeps the watch open, for failure messages.
+func WatcherUsers() string {
+	watchers.mu.Lock()
+	w := watchers.w
+	refs := 0
+	if w != nil {
+		refs = w.refs
+	}
+	watchers.mu.Unlock()
+	if w == nil {
+		return "no watch"
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	conns := 0
+	for _, set := range w.conns {
+		conns += len(set)
+	}
+	return fmt.Sprintf("%d references, %d filed connections, %d followed names", refs, conns, len(w.subs))
 }

@@ -103,7 +103,7 @@ func (f *follow) update(st linkState) {
 	if st.usable() {
 		if err := f.openLocked(); err != nil && !errors.Is(err, syscall.ENODEV) {
 			if !errors.Is(err, syscall.EADDRNOTAVAIL) {
-				f.setErrLocked(err)
+				f.setErrLocked(f.lastErr)
 			}
 		}
 	}

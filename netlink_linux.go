@@ -240,3 +240,20 @@ func threadNetns() (uint64, error) {
 	defer unix.Close(fd)
 	return socketNetns(fd)
 }
+
+// linkUp asks the kernel, through socket fd, which decides the namespace,
+// whether an interface named name exists and is up (SIOCGIFFLAGS).
+func linkUp(fd int, name string) (bool, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return false, err
+	}
+	err = unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr)
+	if errors.Is(err, unix.ENODEV) {
+		return false, nil
+	}
+	if err != nil {
+		return false, os.NewSyscallError("ioctl", err)
+	}
+	return ifr.Uint16()&unix.IFF_UP != 0, nil
+}

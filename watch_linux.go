@@ -457,7 +457,15 @@ func (w *watcher) waitUsable(ctx context.Context, name string, after bool, epoch
 			return st.err
 		}
 		if st.usable() && (!after || now != epoch) {
-			return nil
+			// The table may lag behind the kernel: ask it.
+			up, err := w.kernelSaysUp(name)
+			if err != nil {
+				return err
+			}
+			if up {
+				return nil
+			}
+			after, epoch = true, now
 		}
 		select {
 		case <-changed:
@@ -465,6 +473,15 @@ func (w *watcher) waitUsable(ctx context.Context, name string, after bool, epoch
 			return ctx.Err()
 		}
 	}
+}
+
+func (w *watcher) kernelSaysUp(name string) (bool, error) {
+	var up bool
+	var err error
+	if cerr := w.rc.Control(func(fd uintptr) { up, err = linkUp(int(fd), name) }); cerr != nil {
+		return false, cerr
+	}
+	return up, err
 }
 
 // tracked is a following connection, held weakly: the watcher never keeps
@@ -493,7 +510,8 @@ func (r weakRef[T, P]) get() syscall.Conn {
 }
 
 // track makes the connection c, bound to name, end when its interface is
-// deleted. index is the index the caller believes c is bound to: exactly
+// deleted. It takes over a reference to w from the caller, which the
+// connection holds until it is collected. index is the index the caller believes c is bound to: exactly
 // (read from the listener it was accepted from) when epoch is 0, or as the
 // table said at epoch before the socket was bound.
 func track[T any, P interface {
@@ -501,7 +519,6 @@ func track[T any, P interface {
 	syscall.Conn
 }](w *watcher, c P, name string, index int32, epoch uint64) {
 	t := &tracked{name: name, conn: weakRef[T, P]{weak.Make((*T)(c))}}
-	w.ref()
 	runtime.AddCleanup((*T)(c), w.untrack, t)
 	w.mu.Lock()
 	defer w.mu.Unlock()
