@@ -37,7 +37,7 @@ func (d *Dialer) dialFollow(ctx context.Context, network, address string) (net.C
 				return c, nil
 			}
 			if !errors.Is(err, syscall.ENODEV) {
-				w.release()
+				w.releaseLater()
 				return nil, err
 			}
 			// Gone since the table was read: wait for the news.
@@ -104,7 +104,7 @@ func followConn(w *watcher, c net.Conn, ifname string, index int32, epoch uint64
 			return
 		}
 	}
-	w.release()
+	w.releaseLater()
 }
 
 // followHook is the ControlContext of NetDialer with Follow set: when the

@@ -52,7 +52,8 @@ type watcher struct {
 	netns uint64 // namespace cookie, 0 when the kernel cannot tell
 	done  chan struct{}
 
-	refs int // guarded by watchers.mu
+	refs   int         // guarded by watchers.mu
+	linger *time.Timer // guarded by watchers.mu: closes w unless taken again
 
 	mu      sync.Mutex
 	links   map[int32]linkMsg
@@ -82,6 +83,10 @@ func acquireWatcher(checkNS bool) (*watcher, error) {
 	watchers.mu.Lock()
 	if w := watchers.w; w != nil {
 		w.refs++
+		if w.linger != nil {
+			w.linger.Stop()
+			w.linger = nil
+		}
 		watchers.mu.Unlock()
 		if checkNS {
 			if err := w.checkThread(); err != nil {
@@ -123,18 +128,54 @@ func (w *watcher) ref() {
 
 // release drops a reference; the last one closes the subscription and waits
 // for its goroutine to end.
-func (w *watcher) release() {
+func (w *watcher) release() { w.drop(false) }
+
+// releaseLater drops a reference of a connection or a dial. When it is the
+// last, the subscription stays open for lingerTime in case another follower
+// comes, since a program dialing in a loop would otherwise open it again
+// after every garbage collection.
+func (w *watcher) releaseLater() { w.drop(true) }
+
+// lingerTime is how long an unused watch stays open after releaseLater.
+const lingerTime = time.Second
+
+func (w *watcher) drop(linger bool) {
 	watchers.mu.Lock()
 	w.refs--
-	last := w.refs == 0
-	if last && watchers.w == w {
+	if w.refs > 0 {
+		watchers.mu.Unlock()
+		return
+	}
+	if linger && watchers.w == w {
+		w.linger = time.AfterFunc(lingerTime, w.expire)
+		watchers.mu.Unlock()
+		return
+	}
+	w.closeLocked()
+}
+
+// expire closes a watch that lingered unused.
+func (w *watcher) expire() {
+	watchers.mu.Lock()
+	if w.refs > 0 || w.linger == nil {
+		watchers.mu.Unlock()
+		return
+	}
+	w.closeLocked()
+}
+
+// closeLocked closes w and waits for its goroutine; it unlocks watchers.mu.
+func (w *watcher) closeLocked() {
+	if watchers.w == w {
 		watchers.w = nil
 	}
-	watchers.mu.Unlock()
-	if last {
-		w.file.Close()
-		<-w.done
+	if w.linger != nil {
+		w.linger.Stop()
+		w.linger = nil
 	}
+	watchers.mu.Unlock()
+	w.file.Close()
+	<-w.done
 }
 
 func startWatcher() (*watcher, error) {
@@ -615,5 +656,5 @@ func (w *watcher) untrack(t *tracked) {
 		t.index = 0
 	}
 	w.mu.Unlock()
-	w.release()
+	w.releaseLater()
 }

@@ -13,6 +13,18 @@ import (
 // an interface: whoever waits for the interface to come up finds it with
 // its addresses. Close deletes it.
 func (l *Lab) VethReady(localName string, peer *Host, peerName string, local, remote []netip.Prefix) error {
+	if err := l.VethDown(localName, peer, peerName, local, remote); err != nil {
+		return err
+	}
+	if err := peer.SetUp(peerName); err != nil {
+		return err
+	}
+	return l.Local.SetUp(localName)
+}
+
+// VethDown is VethReady without the last step: both ends stay down, so
+// that the caller decides when the local end comes up.
+func (l *Lab) VethDown(localName string, peer *Host, peerName string, local, remote []netip.Prefix) error {
 	if err := l.addVeth(localName, peer, peerName); err != nil {
 		return err
 	}
@@ -26,10 +38,7 @@ func (l *Lab) VethReady(localName string, peer *Host, peerName string, local, re
 			return err
 		}
 	}
-	if err := peer.SetUp(peerName); err != nil {
-		return err
-	}
-	return l.Local.SetUp(localName)
+	return nil
 }
 
 // addVeth creates a veth pair, both ends down, and records it for Close.
