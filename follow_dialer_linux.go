@@ -5,6 +5,7 @@ package bindtodev
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"syscall"
@@ -144,3 +145,20 @@ func waitForInterface(ctx context.Context, ifname string) error {
 	}
 	return nil
 }
+
+// absentError is the failure of a wait for an interface: ctx's error, and
+// ENODEV, which is what the socket would have failed with.
+type absentError struct {
+	ifname string
+	cause  error
+}
+
+func (e *absentError) Error() string {
+	return fmt.Sprintf("wait for interface %q: %v", e.ifname, e.cause)
+}
+
+func (e *absentError) Unwrap() []error { return []error{e.cause, syscall.ENODEV} }
+
+// Timeout makes a dial that ran out of time while waiting a timeout, as
+// net's own dials are.
+func (e *absentError) Timeout() bool { return errors.Is(e.cause, context.DeadlineExceeded) }

@@ -339,7 +339,7 @@ func TestFollowBounces(t *testing.T) { //nolint:paralleltest // creates and dele
 	f := newFollowLab(t, true)
 	capB, err := f.Local.Capture(f.B)
 	require.NoError(t, err)
-	defer capB.Stop()
+	defer func() { _, _, _ = capB.Stop() }()
 
 	lc := &bindtodev.ListenConfig{Interface: f.A, Follow: true}
 	ln, err := lc.Listen(context.Background(), "tcp", ":0")

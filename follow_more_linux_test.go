@@ -399,7 +399,6 @@ func TestFollowResources(t *testing.T) { //nolint:paralleltest // counts the pro
 	in.Close()
 	ln.Close()
 	pc.Close()
-	dialed, c, acc = nil, nil, nil
 	stopEcho()
 
 	deadline := time.Now().Add(5 * time.Second)
