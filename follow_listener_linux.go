@@ -72,8 +72,14 @@ func (f *follow) start() error {
 	f.w = w
 	f.changed = make(chan struct{})
 	st := w.subscribe(f.ifname, f)
+	usable := st.usable()
+	if !usable && st.err == nil {
+		// The table may not have heard of an interface created a
+		// moment ago: the kernel decides whether to listen now.
+		usable, _ = w.kernelSaysUp(f.ifname)
+	}
 	f.mu.Lock()
-	if st.usable() && f.sock == nil {
+	if usable && f.sock == nil {
 		err = f.openLocked()
 	}
 	f.mu.Unlock()
