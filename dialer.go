@@ -47,6 +47,16 @@ type Dialer struct {
 	// error naming both addresses; when a name resolves to both families,
 	// the attempts of Source's family still connect.
 	Source netip.Addr
+
+	// Follow makes dials wait for the interface while no interface has the
+	// name, within the context, Timeout and Deadline, instead of failing
+	// with ENODEV at once, and makes every connection end when its
+	// interface is deleted: a blocked Read returns and Write fails, within
+	// moments. Connections stay *net.TCPConn, *net.UDPConn or *net.IPConn.
+	// NetDialer with Follow waits the same way inside its Control hook, but
+	// does not end the connections of its dials. See docs/lifecycle.md in
+	// the repository.
+	Follow bool
 }
 
 // Dial connects to address on the named network through a socket bound to
@@ -60,6 +70,9 @@ func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 // resolves any name, so a bad Interface fails without a DNS query. See
 // [net.Dialer.DialContext].
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if d.Follow {
+		return d.dialFollow(ctx, network, address)
+	}
 	var nd net.Dialer
 	if err := d.netDialer(&nd, nil); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
@@ -97,6 +110,8 @@ func (d *Dialer) NetDialer() *net.Dialer {
 		nd.ControlContext = binding{err: err}.controlContext
 		nd.Resolver = failingResolver(err)
 		nd.SetMultipathTCP(false)
+	} else if d.Follow {
+		nd.ControlContext = followHook(d.Interface, nd.ControlContext)
 	}
 	return nd
 }

@@ -85,6 +85,16 @@
 // naming another interface, send through that interface. SECURITY.md in the
 // repository describes these limits and their tested mitigations.
 //
+// # Interfaces that come and go
+//
+// A bound socket stays bound to the index its interface had. With
+// [ListenConfig.Follow] a listener outlives its interface and listens again
+// when an interface of the same name appears; with [Dialer.Follow] a dial
+// waits for the interface and its connection ends when the interface is
+// deleted; [WaitForInterface] waits for an interface to exist and be up.
+// One rtnetlink subscription per process serves them all, while any exists.
+// docs/lifecycle.md in the repository has the details.
+//
 // # Platforms
 //
 // SO_BINDTODEVICE exists only on Linux. On every other platform the package

@@ -22,6 +22,18 @@ type ListenConfig struct {
 	// A listener on a loopback address (127.0.0.0/8, ::1) is bound to lo
 	// instead, so that only the host itself can reach it.
 	Interface string
+
+	// Follow makes listeners and packet sockets outlive the interface and
+	// follow it: Listen and ListenPacket return at once even while no
+	// interface has the name, and when one is deleted and another of the
+	// same name appears, with any index, a new socket listens on the same
+	// address and port. The returned values are therefore not
+	// *net.TCPListener or *net.UDPConn; accepted connections stay
+	// *net.TCPConn, and end when their interface is deleted. See
+	// docs/lifecycle.md in the repository, and [WaitForInterface] for the
+	// watch it shares. NetListenConfig ignores Follow: a net.ListenConfig
+	// has one socket per listen and its Control hook no context to wait in.
+	Follow bool
 }
 
 // Listen announces on the local network address through a socket bound to
@@ -30,6 +42,9 @@ type ListenConfig struct {
 // Multipath TCP (see [ListenConfig.SetMultipathTCP]). See
 // [net.ListenConfig.Listen].
 func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	if lc.Follow {
+		return lc.listenFollow(ctx, network, address)
+	}
 	nl, err := lc.netListenConfig(true)
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
@@ -45,6 +60,9 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 // socket bound to Interface: it receives only datagrams that arrived on
 // Interface and sends only through it. See [net.ListenConfig.ListenPacket].
 func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
+	if lc.Follow {
+		return lc.listenPacketFollow(ctx, network, address)
+	}
 	nl, err := lc.netListenConfig(true)
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}

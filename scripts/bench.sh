@@ -103,6 +103,10 @@ END {
 		check(sprintf("UDP %4d B %-11s rate bound / unbound", size, mode), m(u "bound", "rate/unbound"), ">=", 0.97)
 	}
 	check("accept rate bound / unbound", m("ListenAccept/variant=bound", "rate/unbound"), ">=", 0.97)
+	show("follow: dial bound / bound (noise floor)", m("FollowDial/variant=bound", "time/bound"))
+	check("follow: dial with Follow / bound", m("FollowDial/variant=follow", "time/bound"), "<=", 1.03)
+	check("follow: interface up -> listening again (ms)", m("FollowRelisten", "ms/relisten"), "<=", 5)
+	check("follow: interface deleted -> blocked Read returns (ms)", m("FollowDeleteRead", "ms/read-return"), "<=", 5)
 	if (missing) { print "  some benchmark results are missing"; exit 1 }
 	printf "  %d target(s) missed\n", missed
 }' "$raw"

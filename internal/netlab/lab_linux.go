@@ -215,17 +215,9 @@ func (h *Host) Do(fn func() error) error {
 // Veth creates a veth pair with end localName in l.Local and end peerName in
 // peer, and sets both up. Close deletes it.
 func (l *Lab) Veth(localName string, peer *Host, peerName string) error {
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: localName},
-		PeerName:      peerName,
-		PeerNamespace: netlink.NsFd(int(peer.ns)),
+	if err := l.addVeth(localName, peer, peerName); err != nil {
+		return err
 	}
-	if err := l.Local.nl.LinkAdd(veth); err != nil {
-		return fmt.Errorf("netlab: add veth %s-%s: %w", localName, peerName, err)
-	}
-	l.mu.Lock()
-	l.links = append(l.links, localName)
-	l.mu.Unlock()
 	if err := l.Local.SetUp(localName); err != nil {
 		return err
 	}
