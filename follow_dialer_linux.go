@@ -19,11 +19,20 @@ func (d *Dialer) dialFollow(ctx context.Context, network, address string) (net.C
 	if err := d.netDialer(&nd, nil); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
-	if strings.HasPrefix(network, "unix") {
-		return nd.DialContext(ctx, network, address)
+	if addr, _, _ := parseAddr(address); strings.HasPrefix(network, "unix") || addr.Unmap().IsLoopback() {
+		// Bound to lo, or to nothing: Interface plays no part.
+		c, err := nd.DialContext(ctx, network, address)
+		if err != nil {
+			return nil, afterBind("dial", d.Interface, err)
+		}
+		return c, nil
 	}
 	w, err := acquireWatcher(false)
 	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+	}
+	if err := w.refuseAltName(d.Interface); err != nil {
+		w.release()
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
 	start := time.Now()
@@ -122,6 +131,9 @@ func followHook(ifname string, inner func(ctx context.Context, network, address 
 			return errors.Join(err, werr)
 		}
 		defer w.release()
+		if werr := w.refuseAltName(ifname); werr != nil {
+			return werr
+		}
 		for errors.Is(err, syscall.ENODEV) {
 			st, epoch, _ := w.snapshot(ifname)
 			if werr := w.waitUsable(ctx, ifname, st.usable(), epoch); werr != nil {
@@ -140,6 +152,9 @@ func waitForInterface(ctx context.Context, ifname string) error {
 		return err
 	}
 	defer w.release()
+	if err := w.refuseAltName(ifname); err != nil {
+		return err
+	}
 	if err := w.waitUsable(ctx, ifname, false, 0); err != nil {
 		return &absentError{ifname: ifname, cause: err}
 	}

@@ -69,6 +69,10 @@ func (f *follow) start() error {
 	if err != nil {
 		return err
 	}
+	if err := w.refuseAltName(f.ifname); err != nil {
+		w.release()
+		return err
+	}
 	f.w = w
 	f.changed = make(chan struct{})
 	st := w.subscribe(f.ifname, f)
@@ -99,6 +103,15 @@ func (f *follow) update(st linkState) {
 	if st.err != nil {
 		f.setErrLocked(st.err)
 		return
+	}
+	if st.index == 0 {
+		// Gone: why the interface that was could not be listened on
+		// is no longer why there is no socket, and its grace is over.
+		f.lastErr = nil
+		if f.grace != nil {
+			f.grace.Stop()
+			f.grace = nil
+		}
 	}
 	if f.sock != nil {
 		if st.index == f.index || f.socketAliveLocked() {

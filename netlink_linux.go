@@ -255,5 +255,34 @@ func linkUp(fd int, name string) (bool, error) {
 	if err != nil {
 		return false, os.NewSyscallError("ioctl", err)
 	}
+	if primary, err := primaryName(fd, name); err != nil || primary != name {
+		// An alternative name is not the name Follow watches: the
+		// kernel's events carry only the interface's own.
+		return false, nil
+	}
 	return ifr.Uint16()&unix.IFF_UP != 0, nil
+}
+
+// primaryName returns the interface's own name for name, which is name
+// itself unless name is one of its alternative names (ip link property
+// add altname); it asks the kernel through socket fd (SIOCGIFINDEX, then
+// SIOCGIFNAME).
+func primaryName(fd int, name string) (string, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return "", err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return "", os.NewSyscallError("ioctl", err)
+	}
+	index := ifr.Uint32()
+	byIndex, err := unix.NewIfreq("")
+	if err != nil {
+		return "", err
+	}
+	byIndex.SetUint32(index)
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFNAME, byIndex); err != nil {
+		return "", os.NewSyscallError("ioctl", err)
+	}
+	return byIndex.Name(), nil
 }

@@ -516,6 +516,25 @@ func (w *watcher) waitUsable(ctx context.Context, name string, after bool, epoch
 	}
 }
 
+// refuseAltName fails for a name that is an alternative name of an
+// existing interface: the kernel announces links by their own names only,
+// so a follower of an alternative name would never hear of its deletion,
+// and would keep a socket on a dead index that another interface may take.
+func (w *watcher) refuseAltName(name string) error {
+	var primary string
+	var err error
+	if cerr := w.rc.Control(func(fd uintptr) { primary, err = primaryName(int(fd), name) }); cerr != nil {
+		return cerr
+	}
+	if err != nil || primary == name {
+		return nil // no such interface (yet), or its own name
+	}
+	return &Error{Op: "bind", Interface: name, Err: fmt.Errorf("%w: it is an alternative name of %q", errFollowAltName, primary)}
+}
+
+// errFollowAltName is why Follow refuses an alternative name.
+var errFollowAltName = errors.New("follow needs the interface's own name")
+
 func (w *watcher) kernelSaysUp(name string) (bool, error) {
 	var up bool
 	var err error
