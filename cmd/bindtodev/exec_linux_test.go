@@ -547,11 +547,50 @@ func parseIPPacket(p []byte) (ipPacket, bool) {
 	return ipPacket{}, false
 }
 
+// settleTCP waits until no TCP socket of h with one of the local addresses
+// is opening or closing.
+func settleTCP(t *testing.T, h *netlab.Host, local ...netip.Addr) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		socks, err := h.TCPSockets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		busy := 0
+		for _, sk := range socks {
+			for _, a := range local {
+				if sk.Local.Addr().WithZone("") == a && sk.State.Transient() {
+					busy++
+				}
+			}
+		}
+		if busy == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d TCP sockets of the wrapped clients are still opening or closing after 10 s", busy)
+		}
+	}
+}
+
 // finish stops the capture and returns the packets it saw to dsts, and
 // how many of them were kernel-made TIME_WAIT acknowledgements.
 func (c *packetCapture) finish(dsts ...netip.Addr) (n, acks int) {
 	if c.stop.CompareAndSwap(false, true) {
 		<-c.done
+		// What the kernel queued before the stop is read too.
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := unix.Recvfrom(c.fd, buf, unix.MSG_DONTWAIT)
+			if err != nil {
+				break
+			}
+			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+				if p, ok := parseIPPacket(buf[:n]); ok {
+					c.pkts = append(c.pkts, p)
+				}
+			}
+		}
 		unix.Close(c.fd)
 	}
 	c.mu.Lock()
@@ -591,8 +630,19 @@ func TestExecNoPacketsOnB(t *testing.T) {
 		if r.code != 0 || strings.Count(r.stdout, "A ") != 4 {
 			t.Fatalf("wrapped clients: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 		}
-		// Let the last closes finish.
-		time.Sleep(50 * time.Millisecond)
+		// The last closes finish first: no TCP socket of the wrapped
+		// clients is still closing. Then a sentinel frame through B,
+		// seen by a capture of its own, shows that the kernel has queued
+		// everything it sent before it.
+		settleTCP(t, s.Local, s.LocalA4, s.LocalA6)
+		sentinel, err := s.Local.Capture(s.B)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sentinel.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		_, _, _ = sentinel.Stop()
 		onA, _ = capA.finish(s.Dest4, s.Dest6)
 		onB, acksOnB = capB.finish(s.Dest4, s.Dest6)
 		return onA, onB, acksOnB
