@@ -31,10 +31,6 @@ func (d *Dialer) dialFollow(ctx context.Context, network, address string) (net.C
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
-	if err := w.refuseAltName(d.Interface); err != nil {
-		w.release()
-		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
-	}
 	start := time.Now()
 	checked := false
 	for {
@@ -53,8 +49,14 @@ func (d *Dialer) dialFollow(ctx context.Context, network, address string) (net.C
 			// Gone since the table was read: wait for the news.
 		}
 		if !checked {
-			// A wait for a name of another namespace would never end.
-			if err := w.checkThread(); err != nil {
+			// A wait for a name of another namespace would never end,
+			// and neither would one for an alternative name, which the
+			// table never holds: a name it holds needs neither check.
+			err := w.checkThread()
+			if err == nil {
+				err = w.refuseAltName(d.Interface)
+			}
+			if err != nil {
 				w.release()
 				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 			}
