@@ -99,6 +99,7 @@ func dropCapsAndExec(args []string) int {
 //	cgroup                       its cgroup v2 path
 //	dial NETWORK ADDR [TIMEOUT]  "ok PEER SOURCE DEVICE" or "err ..."
 //	rebind NETWORK ADDR IFACE    the same, re-binding the socket to IFACE first
+//	sock 4|6                     "ok DEVICE INDEX" of a new TCP socket, or "err ERRNO" (see probeSocket)
 //	unshare                      the device index of a socket made in a new network namespace
 //	pid                          its process ID
 //	escape DIR                   "ok" once it has moved itself to cgroup DIR, or "err ..."
@@ -131,6 +132,8 @@ func probe(in io.Reader, out io.Writer) int {
 			line = probeDial(f[1], f[2], timeout, "")
 		case len(f) == 4 && f[0] == "rebind":
 			line = probeDial(f[1], f[2], 3*time.Second, f[3])
+		case len(f) == 2 && f[0] == "sock":
+			line = probeSocket(f[1])
 		case len(f) == 1 && f[0] == "unshare":
 			line = probeUnshare()
 		case len(f) == 1 && f[0] == "pid":

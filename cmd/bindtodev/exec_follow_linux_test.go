@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/bindtodev/bindtodev/internal/netlab"
+)
+
+// probeSocket creates a TCP socket of family 4 or 6, as socket(2) does, and
+// reads back the device it is bound to by name and by index: "ok NAME
+// INDEX", "ok - INDEX" when the index names no interface (the read-back of
+// the name fails with ENODEV), or "err ERRNO" when socket() fails.
+func probeSocket(family string) string {
+	domain := unix.AF_INET
+	if family == "6" {
+		domain = unix.AF_INET6
+	}
+	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "err " + errnoName(err)
+	}
+	defer unix.Close(fd)
+	index, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX)
+	if err != nil {
+		return "err getsockopt SO_BINDTOIFINDEX " + errnoName(err)
+	}
+	name, err := unix.GetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE)
+	switch {
+	case err == unix.ENODEV:
+		name = "-"
+	case err != nil:
+		return "err getsockopt SO_BINDTODEVICE " + errnoName(err)
+	case name == "":
+		name = "unbound"
+	}
+	return fmt.Sprintf("ok %s %d", name, index)
+}
+
+func errnoName(err error) string {
+	if errno, ok := err.(unix.Errno); ok {
+		return unix.ErrnoName(errno)
+	}
+	return err.Error()
+}
+
+// wrappedProbe is the probe, running under "bindtodev exec" with args, with
+// pipes to ask it and to read what the wrapper says on its standard error.
+type wrappedProbe struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *bufio.Scanner
+	stderr chan string
+}
+
+func startWrappedProbe(t *testing.T, args ...string) *wrappedProbe {
+	t.Helper()
+	args = append(append([]string{"exec"}, args...), "--", testBinary(t), roleArg, "probe")
+	cmd := bindtodevCmd(t, args...)
+	in, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	errOut, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	p := &wrappedProbe{t: t, cmd: cmd, in: in, out: bufio.NewScanner(out), stderr: make(chan string, 64)}
+	go func() {
+		sc := bufio.NewScanner(errOut)
+		for sc.Scan() {
+			p.stderr <- sc.Text()
+		}
+		close(p.stderr)
+	}()
+	t.Cleanup(func() {
+		in.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	require.Equal(t, "ready", p.line())
+	return p
+}
+
+func (p *wrappedProbe) line() string {
+	p.t.Helper()
+	if !p.out.Scan() {
+		p.t.Fatalf("the probe ended: %v", p.out.Err())
+	}
+	return p.out.Text()
+}
+
+// ask sends one command to the probe and returns its answer.
+func (p *wrappedProbe) ask(format string, args ...any) string {
+	p.t.Helper()
+	_, err := fmt.Fprintf(p.in, format+"\n", args...)
+	require.NoError(p.t, err)
+	return p.line()
+}
+
+// said waits for the wrapper to write a line containing want on its
+// standard error, and returns it.
+func (p *wrappedProbe) said(want string) string {
+	p.t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case l, ok := <-p.stderr:
+			if !ok {
+				p.t.Fatalf("the wrapper closed its standard error before saying %q", want)
+			}
+			p.t.Logf("wrapper: %s", l)
+			if strings.Contains(l, want) {
+				return l
+			}
+		case <-timeout:
+			p.t.Fatalf("the wrapper did not say %q within 5 s", want)
+		}
+	}
+}
+
+// finish ends the probe and returns the wrapper's exit code.
+func (p *wrappedProbe) finish() int {
+	p.t.Helper()
+	_, _ = fmt.Fprintln(p.in, "quit")
+	p.in.Close()
+	for range p.stderr {
+	}
+	err := p.cmd.Wait()
+	if err != nil {
+		p.t.Logf("wrapper: %v", err)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// recreateA creates the seed lab's interface A again, as VethReady brings
+// an interface (addresses first, then up), with the routes the seed lab
+// gave it and its peer, and returns its new index.
+func recreateA(t *testing.T, s *netlab.Seed) int {
+	t.Helper()
+	require.NoError(t, s.VethReady(s.A, s.PeerA, "eth0",
+		[]netip.Prefix{netip.PrefixFrom(s.LocalA4, 25), netip.PrefixFrom(s.LocalA6, 64)},
+		[]netip.Prefix{netip.PrefixFrom(s.PeerA4, 25), netip.PrefixFrom(s.PeerA6, 64)}))
+	for _, r := range []struct {
+		h *netlab.Host
+		r netlab.Route
+	}{
+		{s.PeerA, netlab.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: s.LocalA4, Dev: "eth0"}},
+		{s.PeerA, netlab.Route{Dst: netip.MustParsePrefix("::/0"), Gateway: s.LocalA6, Dev: "eth0"}},
+		{s.Local, netlab.Route{Dst: netip.PrefixFrom(s.Dest4, 32), Gateway: s.PeerA4, Dev: s.A, Metric: 20}},
+		{s.Local, netlab.Route{Dst: netip.PrefixFrom(s.Dest6, 128), Gateway: s.PeerA6, Dev: s.A, Metric: 20}},
+	} {
+		require.NoError(t, r.h.AddRoute(r.r))
+	}
+	link, err := s.Local.Link(s.A)
+	require.NoError(t, err)
+	return link.Index
+}
+
+// checkBoundTo asks the probe for new sockets of both families, which must
+// be bound to A with index, and for connections over TCP and UDP, IPv4 and
+// IPv6, which must reach the peer behind A from A's addresses.
+func checkBoundTo(t *testing.T, s *netlab.Seed, p *wrappedProbe, index int) {
+	t.Helper()
+	for _, fam := range []string{"4", "6"} {
+		assert.Equal(t, fmt.Sprintf("ok %s %d", s.A, index), p.ask("sock %s", fam), "new IPv%s socket", fam)
+	}
+	for _, d := range []struct{ dest, local netip.Addr }{{s.Dest4, s.LocalA4}, {s.Dest6, s.LocalA6}} {
+		for _, network := range []string{"tcp", "udp"} {
+			got := p.ask("dial %s %s", network, whoAmIAddr(d.dest))
+			f := strings.Fields(got)
+			if assert.Len(t, f, 4, "dial %s %s: %s", network, d.dest, got) {
+				assert.Equal(t, "A", f[1], "peer reached by %s to %s", network, d.dest)
+				src, err := netip.ParseAddrPort(f[2])
+				assert.NoError(t, err)
+				assert.Equal(t, d.local, src.Addr(), "source of %s to %s", network, d.dest)
+				assert.Equal(t, s.A, f[3], "device of %s to %s", network, d.dest)
+			}
+		}
+	}
+}
+
+// checkRefused asks the probe for new sockets and connections while A is
+// absent: socket() must fail with EPERM, the denying program's answer.
+func checkRefused(t *testing.T, s *netlab.Seed, p *wrappedProbe) {
+	t.Helper()
+	for _, fam := range []string{"4", "6"} {
+		assert.Equal(t, "err EPERM", p.ask("sock %s", fam), "new IPv%s socket while %s is absent", fam, s.A)
+	}
+	for _, d := range []netip.Addr{s.Dest4, s.Dest6} {
+		for _, network := range []string{"tcp", "udp"} {
+			got := p.ask("dial %s %s 1s", network, whoAmIAddr(d))
+			assert.Contains(t, got, "socket: operation not permitted", "dial %s %s while %s is absent", network, d, s.A)
+		}
+	}
+}
+
+// With -follow, a running command's new sockets are refused while its
+// interface is deleted and bound to the interface of that name once it is
+// created again, with its new index, over several bounces; not one packet
+// of the command leaves through B meanwhile, though the routing table
+// prefers B for the destination.
+func TestExecFollowBounces(t *testing.T) { //nolint:paralleltest // deletes and re-creates an interface of the seed lab
+	s := execLab(t)
+	capB, err := s.Local.Capture(s.B)
+	require.NoError(t, err)
+	defer capB.Stop()
+	link, err := s.Local.Link(s.A)
+	require.NoError(t, err)
+
+	p := startWrappedProbe(t, "-follow", "-i", s.A)
+	checkBoundTo(t, s, p, link.Index)
+	indexes := []int{link.Index}
+	for bounce := range 3 {
+		require.NoError(t, s.Local.Delete(s.A))
+		p.said(fmt.Sprintf("interface %q is gone", s.A))
+		checkRefused(t, s, p)
+		index := recreateA(t, s)
+		require.NotContains(t, indexes, index, "bounce %d: the kernel gave A an index it had before", bounce)
+		indexes = append(indexes, index)
+		p.said(fmt.Sprintf("interface %q is back (index %d)", s.A, index))
+		checkBoundTo(t, s, p, index)
+	}
+	assert.Equal(t, 0, p.finish(), "exit status of the command")
+
+	// Every exchange above ended with an answer, so the capture has all
+	// there is once it is synced.
+	require.NoError(t, capB.Sync())
+	for _, pkt := range capB.Packets() {
+		if pkt.Dst == s.Dest4 || pkt.Dst == s.Dest6 {
+			t.Errorf("the command's packet left through %s: %v", s.B, pkt)
+		}
+	}
+	// The capture would have seen a leak: an unbound dial goes through B.
+	c, err := s.Local.Dial("tcp", whoAmIAddr(s.Dest4))
+	require.NoError(t, err)
+	_, err = netlab.AskTCP(c)
+	require.NoError(t, err)
+	c.Close()
+	require.NoError(t, capB.Sync())
+	seen := 0
+	for _, pkt := range capB.Packets() {
+		if pkt.Dst == s.Dest4 {
+			seen++
+		}
+	}
+	assert.Positive(t, seen, "the capture on %s saw no packet of an unbound dial", s.B)
+}
+
+// Without -follow, the binding stays on the index the interface had when
+// exec started: once it is re-created, the command's new sockets are bound
+// to the dead index and fail (ENODEV, or ENETUNREACH for IPv6).
+func TestExecWithoutFollowDeadIndex(t *testing.T) { //nolint:paralleltest // deletes and re-creates an interface of the seed lab
+	s := execLab(t)
+	link, err := s.Local.Link(s.A)
+	require.NoError(t, err)
+	p := startWrappedProbe(t, "-i", s.A)
+	checkBoundTo(t, s, p, link.Index)
+	require.NoError(t, s.Local.Delete(s.A))
+	index := recreateA(t, s)
+	require.NotEqual(t, link.Index, index)
+	for _, fam := range []string{"4", "6"} {
+		assert.Equal(t, fmt.Sprintf("ok - %d", link.Index), p.ask("sock %s", fam), "new IPv%s socket after %s was re-created", fam, s.A)
+	}
+	// IPv4 says ENODEV; IPv6 looks the route up with the dead index as
+	// the output interface first, and finds none.
+	for _, d := range []struct {
+		dest netip.Addr
+		want string
+	}{{s.Dest4, "connect: no such device"}, {s.Dest6, "connect: network is unreachable"}} {
+		for _, network := range []string{"tcp", "udp"} {
+			got := p.ask("dial %s %s 1s", network, whoAmIAddr(d.dest))
+			assert.Contains(t, got, d.want, "dial %s %s after %s was re-created", network, d.dest, s.A)
+		}
+	}
+	assert.Equal(t, 0, p.finish())
+}
