@@ -2,10 +2,10 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
-	"io"
 	"net/netip"
-	"os/exec"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +37,7 @@ func probeSocket(family string) string {
 	}
 	name, err := unix.GetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE)
 	switch {
-	case err == unix.ENODEV:
+	case errors.Is(err, unix.ENODEV):
 		name = "-"
 	case err != nil:
 		return "err getsockopt SO_BINDTODEVICE " + errnoName(err)
@@ -48,69 +48,48 @@ func probeSocket(family string) string {
 }
 
 func errnoName(err error) string {
-	if errno, ok := err.(unix.Errno); ok {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
 		return unix.ErrnoName(errno)
 	}
 	return err.Error()
 }
 
-// wrappedProbe is the probe, running under "bindtodev exec" with args, with
-// pipes to ask it and to read what the wrapper says on its standard error.
-type wrappedProbe struct {
+// followProbe is the probe under "bindtodev exec" with flags, with what
+// the wrapper says on its standard error, line by line.
+type followProbe struct {
+	*wrapped
 	t      *testing.T
-	cmd    *exec.Cmd
-	in     io.WriteCloser
-	out    *bufio.Scanner
 	stderr chan string
 }
 
-func startWrappedProbe(t *testing.T, args ...string) *wrappedProbe {
+func startFollowProbe(t *testing.T, flags ...string) *followProbe {
 	t.Helper()
-	args = append(append([]string{"exec"}, args...), "--", testBinary(t), roleArg, "probe")
-	cmd := bindtodevCmd(t, args...)
-	in, err := cmd.StdinPipe()
+	r, w, err := os.Pipe()
 	require.NoError(t, err)
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	errOut, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	p := &wrappedProbe{t: t, cmd: cmd, in: in, out: bufio.NewScanner(out), stderr: make(chan string, 64)}
+	p := &followProbe{t: t, stderr: make(chan string, 64)}
 	go func() {
-		sc := bufio.NewScanner(errOut)
+		defer close(p.stderr)
+		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			p.stderr <- sc.Text()
 		}
-		close(p.stderr)
 	}()
-	t.Cleanup(func() {
-		in.Close()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	require.Equal(t, "ready", p.line())
+	t.Cleanup(func() { r.Close() })
+	p.wrapped = startProbeErr(t, flags, nil, w)
+	w.Close()
 	return p
 }
 
-func (p *wrappedProbe) line() string {
-	p.t.Helper()
-	if !p.out.Scan() {
-		p.t.Fatalf("the probe ended: %v", p.out.Err())
-	}
-	return p.out.Text()
-}
-
 // ask sends one command to the probe and returns its answer.
-func (p *wrappedProbe) ask(format string, args ...any) string {
+func (p *followProbe) ask(format string, args ...any) string {
 	p.t.Helper()
-	_, err := fmt.Fprintf(p.in, format+"\n", args...)
-	require.NoError(p.t, err)
-	return p.line()
+	return p.wrapped.ask(p.t, fmt.Sprintf(format, args...))
 }
 
 // said waits for the wrapper to write a line containing want on its
-// standard error, and returns it.
-func (p *wrappedProbe) said(want string) string {
+// standard error.
+func (p *followProbe) said(want string) {
 	p.t.Helper()
 	timeout := time.After(5 * time.Second)
 	for {
@@ -121,7 +100,7 @@ func (p *wrappedProbe) said(want string) string {
 			}
 			p.t.Logf("wrapper: %s", l)
 			if strings.Contains(l, want) {
-				return l
+				return
 			}
 		case <-timeout:
 			p.t.Fatalf("the wrapper did not say %q within 5 s", want)
@@ -130,16 +109,10 @@ func (p *wrappedProbe) said(want string) string {
 }
 
 // finish ends the probe and returns the wrapper's exit code.
-func (p *wrappedProbe) finish() int {
+func (p *followProbe) finish() int {
 	p.t.Helper()
 	_, _ = fmt.Fprintln(p.in, "quit")
-	p.in.Close()
-	for range p.stderr {
-	}
-	err := p.cmd.Wait()
-	if err != nil {
-		p.t.Logf("wrapper: %v", err)
-	}
+	_ = p.cmd.Wait()
 	return p.cmd.ProcessState.ExitCode()
 }
 
@@ -170,7 +143,7 @@ func recreateA(t *testing.T, s *netlab.Seed) int {
 // checkBoundTo asks the probe for new sockets of both families, which must
 // be bound to A with index, and for connections over TCP and UDP, IPv4 and
 // IPv6, which must reach the peer behind A from A's addresses.
-func checkBoundTo(t *testing.T, s *netlab.Seed, p *wrappedProbe, index int) {
+func checkBoundTo(t *testing.T, s *netlab.Seed, p *followProbe, index int) {
 	t.Helper()
 	for _, fam := range []string{"4", "6"} {
 		assert.Equal(t, fmt.Sprintf("ok %s %d", s.A, index), p.ask("sock %s", fam), "new IPv%s socket", fam)
@@ -192,7 +165,7 @@ func checkBoundTo(t *testing.T, s *netlab.Seed, p *wrappedProbe, index int) {
 
 // checkRefused asks the probe for new sockets and connections while A is
 // absent: socket() must fail with EPERM, the denying program's answer.
-func checkRefused(t *testing.T, s *netlab.Seed, p *wrappedProbe) {
+func checkRefused(t *testing.T, s *netlab.Seed, p *followProbe) {
 	t.Helper()
 	for _, fam := range []string{"4", "6"} {
 		assert.Equal(t, "err EPERM", p.ask("sock %s", fam), "new IPv%s socket while %s is absent", fam, s.A)
@@ -210,15 +183,16 @@ func checkRefused(t *testing.T, s *netlab.Seed, p *wrappedProbe) {
 // created again, with its new index, over several bounces; not one packet
 // of the command leaves through B meanwhile, though the routing table
 // prefers B for the destination.
-func TestExecFollowBounces(t *testing.T) { //nolint:paralleltest // deletes and re-creates an interface of the seed lab
+func TestExecFollowBounces(t *testing.T) {
+	t.Parallel()
 	s := execLab(t)
 	capB, err := s.Local.Capture(s.B)
 	require.NoError(t, err)
-	defer capB.Stop()
+	defer func() { _, _, _ = capB.Stop() }()
 	link, err := s.Local.Link(s.A)
 	require.NoError(t, err)
 
-	p := startWrappedProbe(t, "-follow", "-i", s.A)
+	p := startFollowProbe(t, "-follow", "-i", s.A)
 	checkBoundTo(t, s, p, link.Index)
 	indexes := []int{link.Index}
 	for bounce := range 3 {
@@ -255,33 +229,4 @@ func TestExecFollowBounces(t *testing.T) { //nolint:paralleltest // deletes and 
 		}
 	}
 	assert.Positive(t, seen, "the capture on %s saw no packet of an unbound dial", s.B)
-}
-
-// Without -follow, the binding stays on the index the interface had when
-// exec started: once it is re-created, the command's new sockets are bound
-// to the dead index and fail (ENODEV, or ENETUNREACH for IPv6).
-func TestExecWithoutFollowDeadIndex(t *testing.T) { //nolint:paralleltest // deletes and re-creates an interface of the seed lab
-	s := execLab(t)
-	link, err := s.Local.Link(s.A)
-	require.NoError(t, err)
-	p := startWrappedProbe(t, "-i", s.A)
-	checkBoundTo(t, s, p, link.Index)
-	require.NoError(t, s.Local.Delete(s.A))
-	index := recreateA(t, s)
-	require.NotEqual(t, link.Index, index)
-	for _, fam := range []string{"4", "6"} {
-		assert.Equal(t, fmt.Sprintf("ok - %d", link.Index), p.ask("sock %s", fam), "new IPv%s socket after %s was re-created", fam, s.A)
-	}
-	// IPv4 says ENODEV; IPv6 looks the route up with the dead index as
-	// the output interface first, and finds none.
-	for _, d := range []struct {
-		dest netip.Addr
-		want string
-	}{{s.Dest4, "connect: no such device"}, {s.Dest6, "connect: network is unreachable"}} {
-		for _, network := range []string{"tcp", "udp"} {
-			got := p.ask("dial %s %s 1s", network, whoAmIAddr(d.dest))
-			assert.Contains(t, got, d.want, "dial %s %s after %s was re-created", network, d.dest, s.A)
-		}
-	}
-	assert.Equal(t, 0, p.finish())
 }

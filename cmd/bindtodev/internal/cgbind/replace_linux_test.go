@@ -2,6 +2,7 @@ package cgbind
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -35,7 +36,12 @@ func churnSockets() int {
 		}
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			counts[unix.ErrnoName(err.(unix.Errno))]++
+			var errno unix.Errno
+			if errors.As(err, &errno) {
+				counts[unix.ErrnoName(errno)]++
+			} else {
+				counts[err.Error()]++
+			}
 			continue
 		}
 		index, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX)
