@@ -230,3 +230,34 @@ func TestExecFollowBounces(t *testing.T) {
 	}
 	assert.Positive(t, seen, "the capture on %s saw no packet of an unbound dial", s.B)
 }
+
+// A rename arrives as RTM_NEWLINK on an index already bound, not as a
+// deletion: with -follow, the name renamed away is gone (new sockets are
+// refused), and the interface renamed back to it has it again. Down and up
+// change nothing.
+func TestExecFollowRename(t *testing.T) {
+	t.Parallel()
+	s := execLab(t)
+	link, err := s.Local.Link(s.A)
+	require.NoError(t, err)
+	p := startFollowProbe(t, "-follow", "-i", s.A)
+	require.NoError(t, s.Local.SetDown(s.A))
+	// Down is not gone: the program stays, and a socket is bound to A.
+	assert.Equal(t, fmt.Sprintf("ok %s %d", s.A, link.Index), p.ask("sock 4"), "new socket while %s is down", s.A)
+	other := s.A + "r"
+	require.NoError(t, s.Local.RenameLink(s.A, other))
+	p.said(fmt.Sprintf("interface %q is gone", s.A))
+	checkRefused(t, s, p)
+	require.NoError(t, s.Local.RenameLink(other, s.A))
+	p.said(fmt.Sprintf("interface %q is back (index %d)", s.A, link.Index))
+	require.NoError(t, s.Local.SetUp(s.A))
+	// Down flushed A's IPv6 addresses and routes; IPv4 ones stay.
+	for _, fam := range []string{"4", "6"} {
+		assert.Equal(t, fmt.Sprintf("ok %s %d", s.A, link.Index), p.ask("sock %s", fam), "new IPv%s socket", fam)
+	}
+	got := strings.Fields(p.ask("dial tcp %s", whoAmIAddr(s.Dest4)))
+	if assert.Len(t, got, 4, "dial tcp %s", s.Dest4) {
+		assert.Equal(t, []string{"ok", "A", s.A}, []string{got[0], got[1], got[3]})
+	}
+	assert.Equal(t, 0, p.finish(), "exit status of the command")
+}
