@@ -2,7 +2,11 @@
 
 package bindtodev
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/bindtodev/bindtodev/internal/rtnl"
+)
 
 // Test hooks into the watcher, for the external tests.
 
@@ -25,10 +29,10 @@ func StallWatcher(bytes int) func() {
 		return nil
 	}
 	rc := w.rc
-	_ = rc.Control(func(fd uintptr) { _ = setRcvbuf(int(fd), bytes) })
+	_ = rc.Control(func(fd uintptr) { _ = rtnl.SetRcvbuf(int(fd), bytes) })
 	w.mu.Lock()
 	return func() {
-		_ = rc.Control(func(fd uintptr) { _ = setRcvbuf(int(fd), 1<<20) })
+		_ = rc.Control(func(fd uintptr) { _ = rtnl.SetRcvbuf(int(fd), 1<<20) })
 		w.mu.Unlock()
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/bindtodev/bindtodev/internal/rtnl"
 )
 
 // addrGrace is how long a following socket waits, once its interface is up,
@@ -188,7 +190,7 @@ func (f *follow) adoptLocked(s socket) error {
 	if cerr := rc.Control(func(fd uintptr) {
 		index, err = boundIndex(fd)
 		if err == nil {
-			netns, err = socketNetns(int(fd))
+			netns, err = rtnl.SocketNetns(int(fd))
 		}
 	}); cerr != nil {
 		return cerr

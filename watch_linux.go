@@ -16,6 +16,8 @@ import (
 	"weak"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bindtodev/bindtodev/internal/rtnl"
 )
 
 // The watcher is the one rtnetlink subscription of the process, shared by
@@ -56,7 +58,7 @@ type watcher struct {
 	linger *time.Timer // guarded by watchers.mu: closes w unless taken again
 
 	mu      sync.Mutex
-	links   map[int32]linkMsg
+	links   map[int32]rtnl.Link
 	names   map[string]int32
 	epoch   uint64        // counts the changes of names, indexes and IFF_UP
 	changed chan struct{} // closed at each change of epoch
@@ -112,7 +114,7 @@ func (w *watcher) checkThread() error {
 	if w.netns == 0 {
 		return nil // before Linux 5.14, namespaces cannot be told apart
 	}
-	ns, err := threadNetns()
+	ns, err := rtnl.ThreadNetns()
 	if err == nil && ns != w.netns {
 		err = errOtherNamespace
 	}
@@ -181,7 +183,7 @@ func (w *watcher) closeLocked() {
 func startWatcher() (*watcher, error) {
 	// Subscribe first, then read the table: a change made in between is
 	// queued on the socket and applied after the dump.
-	fd, err := openSubscription()
+	fd, err := rtnl.Subscribe(unix.RTMGRP_LINK | unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +196,7 @@ func startWatcher() (*watcher, error) {
 	if err != nil {
 		return fail(err)
 	}
-	netns, err := socketNetns(fd)
+	netns, err := rtnl.SocketNetns(fd)
 	if err != nil {
 		return fail(err)
 	}
@@ -205,7 +207,7 @@ func startWatcher() (*watcher, error) {
 	if err != nil {
 		return fail(os.NewSyscallError("open", err))
 	}
-	links, err := dumpLinks()
+	links, err := rtnl.DumpLinks()
 	if err != nil {
 		unix.Close(nsfd)
 		return fail(err)
@@ -215,15 +217,15 @@ func startWatcher() (*watcher, error) {
 		rc:      rc,
 		netns:   netns,
 		done:    make(chan struct{}),
-		links:   map[int32]linkMsg{},
+		links:   map[int32]rtnl.Link{},
 		names:   map[string]int32{},
 		changed: make(chan struct{}),
 		subs:    map[string]map[follower]struct{}{},
 		conns:   map[int32]map[*tracked]struct{}{},
 	}
 	for _, l := range links {
-		w.links[l.index] = l
-		w.names[l.name] = l.index
+		w.links[l.Index] = l
+		w.names[l.Name] = l.Index
 	}
 	ready := make(chan error, 1)
 	go w.loop(nsfd, ready)
@@ -250,7 +252,7 @@ func (w *watcher) loop(nsfd int, ready chan<- error) {
 		return
 	}
 	buf := make([]byte, 64<<10)
-	var events []rtEvent
+	var events []rtnl.Event
 	for {
 		var n int
 		var from unix.Sockaddr
@@ -276,10 +278,10 @@ func (w *watcher) loop(nsfd int, ready chan<- error) {
 			return
 		}
 		// Only the kernel speaks for the kernel.
-		if sa, ok := from.(*unix.SockaddrNetlink); !ok || sa.Pid != 0 {
+		if !rtnl.FromKernel(from) {
 			continue
 		}
-		events = parseEvents(buf[:n], events[:0])
+		events = rtnl.ParseEvents(buf[:n], events[:0])
 		w.apply(events, false)
 	}
 }
@@ -308,24 +310,24 @@ func enterNetns(nsfd int) (bool, error) {
 // all told, since address events may have been lost too.
 func (w *watcher) resync() error {
 	resyncs.Add(1)
-	links, err := dumpLinks()
+	links, err := rtnl.DumpLinks()
 	if err != nil {
 		return err
 	}
 	present := make(map[int32]bool, len(links))
 	for _, l := range links {
-		present[l.index] = true
+		present[l.Index] = true
 	}
-	var events []rtEvent
+	var events []rtnl.Event
 	w.mu.Lock()
 	for index, l := range w.links {
 		if !present[index] {
-			events = append(events, rtEvent{kind: unix.RTM_DELLINK, link: l})
+			events = append(events, rtnl.Event{Kind: unix.RTM_DELLINK, Link: l})
 		}
 	}
 	w.mu.Unlock()
 	for _, l := range links {
-		events = append(events, rtEvent{kind: unix.RTM_NEWLINK, link: l})
+		events = append(events, rtnl.Event{Kind: unix.RTM_NEWLINK, Link: l})
 	}
 	w.apply(events, true)
 	return nil
@@ -362,50 +364,50 @@ type ending struct {
 // apply updates the table with events, then tells the followers of the
 // names concerned and checks the connections bound to indexes that lost
 // their name. everyone tells every follower, after a resync.
-func (w *watcher) apply(events []rtEvent, everyone bool) {
+func (w *watcher) apply(events []rtnl.Event, everyone bool) {
 	w.mu.Lock()
 	epoch := w.epoch
 	touched := map[string]bool{}
 	var ends []ending
 	for _, ev := range events {
-		switch ev.kind {
+		switch ev.Kind {
 		case unix.RTM_NEWLINK:
-			l := ev.link
-			old, had := w.links[l.index]
-			w.links[l.index] = l
-			if had && old.name != l.name {
+			l := ev.Link
+			old, had := w.links[l.Index]
+			w.links[l.Index] = l
+			if had && old.Name != l.Name {
 				// A rename: the old name is gone from this index.
-				if w.names[old.name] == l.index {
-					delete(w.names, old.name)
+				if w.names[old.Name] == l.Index {
+					delete(w.names, old.Name)
 				}
-				ends = append(ends, ending{l.index, old.name})
-				touched[old.name] = true
+				ends = append(ends, ending{l.Index, old.Name})
+				touched[old.Name] = true
 			}
-			if prev, ok := w.names[l.name]; ok && prev != l.index {
+			if prev, ok := w.names[l.Name]; ok && prev != l.Index {
 				// The name moved without a word about its old
 				// index: whatever is bound there is checked.
-				ends = append(ends, ending{prev, l.name})
+				ends = append(ends, ending{prev, l.Name})
 			}
-			if !had || old.name != l.name || old.up != l.up || w.names[l.name] != l.index {
-				w.names[l.name] = l.index
-				touched[l.name] = true
+			if !had || old.Name != l.Name || old.Up != l.Up || w.names[l.Name] != l.Index {
+				w.names[l.Name] = l.Index
+				touched[l.Name] = true
 				w.epoch++
 			}
 		case unix.RTM_DELLINK:
-			l := ev.link
-			if old, had := w.links[l.index]; had {
-				l.name = old.name
-				delete(w.links, l.index)
+			l := ev.Link
+			if old, had := w.links[l.Index]; had {
+				l.Name = old.Name
+				delete(w.links, l.Index)
 			}
-			if w.names[l.name] == l.index {
-				delete(w.names, l.name)
+			if w.names[l.Name] == l.Index {
+				delete(w.names, l.Name)
 			}
-			ends = append(ends, ending{l.index, l.name})
-			touched[l.name] = true
+			ends = append(ends, ending{l.Index, l.Name})
+			touched[l.Name] = true
 			w.epoch++
 		case unix.RTM_NEWADDR:
-			if l, ok := w.links[ev.index]; ok {
-				touched[l.name] = true
+			if l, ok := w.links[ev.Index]; ok {
+				touched[l.Name] = true
 			}
 		}
 	}
@@ -455,7 +457,7 @@ func (w *watcher) stateLocked(name string) linkState {
 		return linkState{err: w.err}
 	}
 	index := w.names[name]
-	return linkState{index: index, up: w.links[index].up}
+	return linkState{index: index, up: w.links[index].Up}
 }
 
 // subscribe makes f receive the updates of name, and returns its state now.
@@ -523,7 +525,7 @@ func (w *watcher) waitUsable(ctx context.Context, name string, after bool, epoch
 func (w *watcher) refuseAltName(name string) error {
 	var primary string
 	var err error
-	if cerr := w.rc.Control(func(fd uintptr) { primary, err = primaryName(int(fd), name) }); cerr != nil {
+	if cerr := w.rc.Control(func(fd uintptr) { primary, err = rtnl.PrimaryName(int(fd), name) }); cerr != nil {
 		return cerr
 	}
 	if err != nil || primary == name {
@@ -538,7 +540,7 @@ var errFollowAltName = errors.New("follow needs the interface's own name")
 func (w *watcher) kernelSaysUp(name string) (bool, error) {
 	var up bool
 	var err error
-	if cerr := w.rc.Control(func(fd uintptr) { up, err = linkUp(int(fd), name) }); cerr != nil {
+	if cerr := w.rc.Control(func(fd uintptr) { up, err = rtnl.LinkUp(int(fd), name) }); cerr != nil {
 		return false, cerr
 	}
 	return up, err

@@ -21,13 +21,22 @@ const (
 	exitSignalsBase = 128 // the command died of signal N: 128+N
 )
 
-const execUsage = `usage: bindtodev exec -i IFACE [-confine] [-cgroup DIR] [-allow-bpf TYPE,...] [--] CMD [ARGS...]
+const execUsage = `usage: bindtodev exec -i IFACE [-follow] [-confine] [-cgroup DIR] [-allow-bpf TYPE,...] [--] CMD [ARGS...]
 
 Runs CMD with every IPv4 and IPv6 socket of it and of all its descendants
 bound to IFACE, as SO_BINDTODEVICE would, through a BPF program attached to a
 fresh cgroup v2 directory. Multipath TCP sockets, which cannot be bound this
 way, are refused (socket() fails with EPERM; Go programs fall back to TCP).
 If the binding cannot be set up, CMD is not run.
+
+The binding is to the interface's index when exec starts: if the interface
+is deleted and re-created, CMD's new sockets fail with ENODEV. With -follow,
+exec watches the interfaces (rtnetlink) while CMD runs: while no interface
+has the name, CMD's new IPv4 and IPv6 sockets are refused (socket() fails
+with EPERM), and once one has it again, whatever its index, its new sockets
+are bound to it. At no moment is a socket created unbound. Sockets created
+before keep their old, dead interface. The interface must exist when exec
+starts.
 
 A command with CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF or CAP_SYS_ADMIN, or a
 root command that can write cgroup.procs files, can undo the binding; run it
@@ -49,6 +58,7 @@ type execArgs struct {
 	cgroup  string   // parent cgroup directory; "" for the wrapper's own
 	allow   string   // -allow-bpf: risky attach types accepted
 	confine bool     // -confine
+	follow  bool     // -follow
 	argv    []string // the command and its arguments
 }
 
@@ -60,6 +70,7 @@ func parseExecArgs(args []string, stdout, stderr io.Writer) (a execArgs, code in
 	fs.StringVar(&a.ifname, "i", "", "the `IFACE` every socket is bound to (required)")
 	fs.StringVar(&a.cgroup, "cgroup", "", "cgroup2 `DIR` below which the command's cgroup is created (default: bindtodev's own cgroup)")
 	fs.StringVar(&a.allow, "allow-bpf", "", "accept inherited BPF programs of these attach `TYPES` (comma-separated: "+riskyTypesHelp+"), which could change the binding")
+	fs.BoolVar(&a.follow, "follow", false, "when the interface is deleted, refuse the command's new sockets (EPERM) until an interface of that name exists again, then bind them to it")
 	fs.BoolVar(&a.confine, "confine", false, "keep the command, even as root, from undoing the binding: no_new_privs, no capability that could, a cgroup and mount namespace that show only its own cgroup")
 	// The flag package would print the whole help on every mistake, and
 	// on stderr for -h: the messages below are written here instead.
@@ -102,7 +113,7 @@ func parseExecArgs(args []string, stdout, stderr io.Writer) (a execArgs, code in
 // usage125 points at the help after a usage mistake; exec's bad flags exit
 // 125, like env(1)'s, so that they cannot pass for the command's own status.
 func usage125(stderr io.Writer) int {
-	fmt.Fprintln(stderr, "usage: bindtodev exec -i IFACE [-confine] [-cgroup DIR] [-allow-bpf TYPE,...] [--] CMD [ARGS...]")
+	fmt.Fprintln(stderr, "usage: bindtodev exec -i IFACE [-follow] [-confine] [-cgroup DIR] [-allow-bpf TYPE,...] [--] CMD [ARGS...]")
 	fmt.Fprintln(stderr, "Run \"bindtodev exec -h\" for help.")
 	return exitExecFailed
 }

@@ -30,12 +30,25 @@ func runExec(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if done {
 		return code
 	}
+	var err error
 	fail := func(err error, hint string) int {
 		fmt.Fprintf(stderr, "bindtodev exec: %v; the command was not run\n", err)
 		if hint != "" {
 			fmt.Fprintf(stderr, "bindtodev exec: %s\n", hint)
 		}
 		return exitExecFailed
+	}
+	var follower *linkFollower
+	if a.follow {
+		// Subscribed before the lookup: a change in between is queued.
+		if follower, err = subscribeLinks(a.ifname, stderr); err != nil {
+			return fail(err, "")
+		}
+		defer func() {
+			if follower != nil {
+				follower.file.Close()
+			}
+		}()
 	}
 	ifindex, up, err := interfaceState(a.ifname)
 	if err != nil {
@@ -76,7 +89,14 @@ func runExec(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return fail(fmt.Errorf("bind sockets to %q: %w", a.ifname, err), hint)
 	}
+	if follower != nil {
+		follower.start(g, int32(ifindex))
+	}
 	code = runInGroup(g, path, a, stdin, stdout, stderr)
+	if follower != nil {
+		follower.stop()
+		follower = nil
+	}
 	switch err := g.Remove(); {
 	case errors.Is(err, cgbind.ErrBusy):
 		fmt.Fprintf(stderr, "bindtodev exec: processes started by %s still run in cgroup %s; their sockets stay bound to %q, and a later bindtodev exec removes the cgroup once they have exited\n",

@@ -99,6 +99,7 @@ func dropCapsAndExec(args []string) int {
 //	cgroup                       its cgroup v2 path
 //	dial NETWORK ADDR [TIMEOUT]  "ok PEER SOURCE DEVICE" or "err ..."
 //	rebind NETWORK ADDR IFACE    the same, re-binding the socket to IFACE first
+//	sock 4|6                     "ok DEVICE INDEX" of a new TCP socket, or "err ERRNO" (see probeSocket)
 //	unshare                      the device index of a socket made in a new network namespace
 //	pid                          its process ID
 //	escape DIR                   "ok" once it has moved itself to cgroup DIR, or "err ..."
@@ -131,6 +132,8 @@ func probe(in io.Reader, out io.Writer) int {
 			line = probeDial(f[1], f[2], timeout, "")
 		case len(f) == 4 && f[0] == "rebind":
 			line = probeDial(f[1], f[2], 3*time.Second, f[3])
+		case len(f) == 2 && f[0] == "sock":
+			line = probeSocket(f[1])
 		case len(f) == 1 && f[0] == "unshare":
 			line = probeUnshare()
 		case len(f) == 1 && f[0] == "pid":
@@ -864,6 +867,13 @@ func startProbe(t *testing.T, ifname string, pre ...string) *wrapped {
 // extra files for the probe's descriptors 3 and up.
 func startProbeWith(t *testing.T, flags []string, extra []*os.File, pre ...string) *wrapped {
 	t.Helper()
+	return startProbeErr(t, flags, extra, os.Stderr, pre...)
+}
+
+// startProbeErr is startProbeWith with the wrapper's standard error, and
+// the probe's, written to stderr.
+func startProbeErr(t *testing.T, flags []string, extra []*os.File, stderr *os.File, pre ...string) *wrapped {
+	t.Helper()
 	args := append(append(append([]string{"exec"}, flags...), "--", testBinary(t), roleArg), pre...)
 	cmd := bindtodevCmd(t, append(args, "probe")...)
 	cmd.ExtraFiles = extra
@@ -877,7 +887,7 @@ func startProbeWith(t *testing.T, flags []string, extra []*os.File, pre ...strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, os.Stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, stderr
 	err = cmd.Start()
 	inR.Close()
 	outW.Close()
@@ -1130,9 +1140,10 @@ func TestExecLimits(t *testing.T) {
 	})
 }
 
-// A re-created interface has a new index: the running command's new
-// sockets fail with ENODEV instead of going anywhere else, and a new run
-// binds to the new interface.
+// Without -follow, a re-created interface has a new index: the running
+// command's new sockets are bound to the dead one and fail (ENODEV, or
+// ENETUNREACH for IPv6) instead of going anywhere else, and a new run binds
+// to the new interface.
 func TestExecRecreatedInterface(t *testing.T) {
 	t.Parallel()
 	s := execLab(t)
@@ -1149,32 +1160,26 @@ func TestExecRecreatedInterface(t *testing.T) {
 	if err := s.Local.Delete(s.A); err != nil {
 		t.Fatal(err)
 	}
-	const peerIf = "eth0"
-	steps := []func() error{
-		func() error { return s.Veth(s.A, s.PeerA, peerIf) },
-		func() error { return s.Local.AddAddr(s.A, netip.PrefixFrom(s.LocalA4, 25)) },
-		func() error { return s.PeerA.AddAddr(peerIf, netip.PrefixFrom(s.PeerA4, 25)) },
-		func() error {
-			return s.PeerA.AddRoute(netlab.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: s.LocalA4, Dev: peerIf})
-		},
-		func() error {
-			return s.Local.AddRoute(netlab.Route{Dst: netip.PrefixFrom(s.Dest4, 32), Gateway: s.PeerA4, Dev: s.A, Metric: 20})
-		},
-	}
-	for _, step := range steps {
-		if err := step(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	now, err := s.Local.Link(s.A)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if now.Index == oldIndex {
+	if index := recreateA(t, s); index == oldIndex {
 		t.Fatalf("the re-created %s kept index %d", s.A, oldIndex)
 	}
-	if got := w.ask(t, "dial tcp "+dest); !strings.HasPrefix(got, "err ") || !strings.Contains(got, "no such device") {
-		t.Errorf("after re-creation: %q, want no such device", got)
+	// A new socket is bound to the dead index, which names nothing.
+	for _, fam := range []string{"4", "6"} {
+		if got, want := w.ask(t, "sock "+fam), fmt.Sprintf("ok - %d", oldIndex); got != want {
+			t.Errorf("new IPv%s socket after re-creation: %q, want %q", fam, got, want)
+		}
+	}
+	// IPv4 says ENODEV; IPv6 looks the route up with the dead index as
+	// the output interface first, and finds none.
+	for _, d := range []struct {
+		dest netip.Addr
+		want string
+	}{{s.Dest4, "connect: no such device"}, {s.Dest6, "connect: network is unreachable"}} {
+		for _, network := range []string{"tcp", "udp"} {
+			if got := w.ask(t, fmt.Sprintf("dial %s %s 1s", network, whoAmIAddr(d.dest))); !strings.HasPrefix(got, "err ") || !strings.Contains(got, d.want) {
+				t.Errorf("%s to %s after re-creation: %q, want %s", network, d.dest, got, d.want)
+			}
+		}
 	}
 	if got := startProbe(t, s.A).ask(t, "dial tcp "+dest); !strings.HasPrefix(got, "ok A ") {
 		t.Errorf("a new run after re-creation: %q, want ok A ...", got)

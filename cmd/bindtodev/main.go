@@ -7,13 +7,14 @@
 //	bindtodev dial   [-i IFACE] [-s SOURCE] [-u] [-v] [-w TIMEOUT] HOST:PORT
 //	bindtodev listen -i IFACE [-u] [-c COUNT] [ADDR]:PORT
 //	bindtodev check  -i IFACE [-w TIMEOUT] HOST:PORT
-//	bindtodev exec   -i IFACE [-confine] [-cgroup DIR] [-allow-bpf TYPE,...] [--] CMD [ARGS...]
+//	bindtodev exec   -i IFACE [-follow] [-confine] [-cgroup DIR] [-allow-bpf TYPE,...] [--] CMD [ARGS...]
 //	bindtodev help   [COMMAND]
 //	bindtodev version
 //
 // Run "bindtodev help COMMAND" or "bindtodev COMMAND -h" for the flags of
-// each command. exec's -confine keeps even a root command from undoing the
-// binding, and -allow-bpf accepts inherited cgroup BPF programs of the
+// each command. exec's -follow binds the command's new sockets to the
+// interface of that name after it is deleted and re-created, -confine keeps
+// even a root command from undoing the binding, and -allow-bpf accepts inherited cgroup BPF programs of the
 // attach types it names, which exec otherwise refuses because they could
 // change the binding. "bindtodev version" (or --version) prints the
 // module's version, VCS revision and Go release, read from the build
@@ -70,9 +71,11 @@ Commands:
       accept or receive only on one interface
   bindtodev check  -i IFACE [-w TIMEOUT] HOST:PORT
       compare a bound and an unbound connection side by side
-  bindtodev exec   -i IFACE [-confine] [-cgroup DIR] [-allow-bpf TYPE,...] [--] CMD [ARGS...]
-      run a program with all its sockets bound to one interface; -confine
-      keeps even a root command from undoing the binding, -allow-bpf accepts
+  bindtodev exec   -i IFACE [-follow] [-confine] [-cgroup DIR] [-allow-bpf TYPE,...] [--] CMD [ARGS...]
+      run a program with all its sockets bound to one interface; -follow
+      binds its new sockets to the interface of that name when it is
+      re-created, -confine keeps even a root command from undoing the
+      binding, -allow-bpf accepts
       inherited cgroup BPF programs of the attach types named, which could
       change the binding and are otherwise refused
   bindtodev help   [COMMAND]

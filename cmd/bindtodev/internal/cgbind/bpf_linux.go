@@ -107,10 +107,19 @@ func bpf(cmd int, attr unsafe.Pointer, size uintptr) (int, error) {
 // first missing privilege hides the others.
 const privilegeHint = "binding a cgroup's sockets needs CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN, and write access to a cgroup2 directory"
 
+// DenyProgramName is the name the kernel shows for the program that
+// refuses every new socket, which [Group.Deny] attaches.
+const DenyProgramName = "bindtodev_deny"
+
 // loadProgram loads the program that binds each new socket to ifindex and
 // returns its descriptor.
 func loadProgram(ifindex uint32) (int, error) {
-	insns := program(ifindex)
+	return loadSockCreate(program(ifindex), ProgramName)
+}
+
+// loadSockCreate loads insns as a BPF_CGROUP_INET_SOCK_CREATE program
+// named name and returns its descriptor.
+func loadSockCreate(insns []byte, name string) (int, error) {
 	logBuf := make([]byte, 64<<10)
 	attr := progLoadAttr{
 		progType:           unix.BPF_PROG_TYPE_CGROUP_SOCK,
@@ -122,7 +131,7 @@ func loadProgram(ifindex uint32) (int, error) {
 		logBuf:             newPtr(unsafe.Pointer(&logBuf[0])),
 		expectedAttachType: unix.BPF_CGROUP_INET_SOCK_CREATE,
 	}
-	copy(attr.progName[:], ProgramName)
+	copy(attr.progName[:], name)
 	fd, err := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	runtime.KeepAlive(insns)
 	if err != nil {

@@ -9,6 +9,9 @@
 // eight instructions, assembled here by hand and loaded with
 // the bpf(2) system call, so that the command needs no eBPF library.
 //
+// [Group.Rebind] and [Group.Deny] replace the program while the cgroup's
+// processes run, in one BPF_PROG_ATTACH, for exec -follow.
+//
 // # Lifetime
 //
 // The program is attached with BPF_PROG_ATTACH, not through a BPF link: the

@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == socketsArg {
 		os.Exit(reportSockets())
 	}
+	if len(os.Args) > 1 && os.Args[1] == churnArg {
+		os.Exit(churnSockets())
+	}
 	os.Exit(m.Run())
 }
 
@@ -82,16 +85,23 @@ func ownCgroup(t *testing.T) string {
 	return dir
 }
 
-// runIn runs the socket-reporting helper inside g's cgroup.
-func runIn(t *testing.T, g *Group) string {
+// helperIn is the test binary as the helper arg, to be started inside g's
+// cgroup.
+func helperIn(t *testing.T, g *Group, arg string) *exec.Cmd {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, socketsArg)
+	cmd := exec.Command(exe, arg)
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: g.FD()}
-	out, err := cmd.CombinedOutput()
+	return cmd
+}
+
+// runIn runs the socket-reporting helper inside g's cgroup.
+func runIn(t *testing.T, g *Group) string {
+	t.Helper()
+	out, err := helperIn(t, g, socketsArg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("helper: %v: %s", err, out)
 	}

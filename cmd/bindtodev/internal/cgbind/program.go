@@ -92,3 +92,14 @@ func regs(dst, src uint8) byte {
 }
 
 var bigEndian = binary.NativeEndian.Uint16([]byte{0, 1}) == 1
+
+// denyProgram returns the instructions of a BPF_PROG_TYPE_CGROUP_SOCK
+// program that refuses every new socket: socket() fails with EPERM.
+//
+//	r0 = 0
+//	exit
+func denyProgram() []byte {
+	b := make([]byte, 0, 2*insnSize)
+	b = appendInsn(b, classALU64|opMOV|srcK, regR0, 0, 0, 0)
+	return appendInsn(b, classJMP|opEXIT, 0, 0, 0, 0)
+}

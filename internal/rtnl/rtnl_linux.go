@@ -1,6 +1,4 @@
-//go:build !bindtodev_stub
-
-package bindtodev
+package rtnl
 
 import (
 	"encoding/binary"
@@ -12,64 +10,66 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The raw rtnetlink(7) subscription behind Follow and WaitForInterface,
-// spoken through x/sys/unix so that the library keeps no other runtime
-// dependency. It knows only what the watcher needs: link messages (index,
-// name, IFF_UP) and the interface index of address messages.
-
 // soNetnsCookie is SO_NETNS_COOKIE (Linux 5.14), missing from x/sys/unix:
 // 71 in asm-generic/socket.h and on every architecture Go supports.
 const soNetnsCookie = 71
 
-// linkMsg is what the watcher keeps of an RTM_NEWLINK or RTM_DELLINK.
-type linkMsg struct {
-	index int32
-	name  string
-	up    bool
+// Link is what the package keeps of an RTM_NEWLINK or RTM_DELLINK message.
+type Link struct {
+	Index int32
+	Name  string
+	Up    bool // IFF_UP
 }
 
-// rtEvent is one message of the subscription.
-type rtEvent struct {
-	kind  uint16 // RTM_NEWLINK, RTM_DELLINK or RTM_NEWADDR
-	link  linkMsg
-	index int32 // the interface of an RTM_NEWADDR
+// Event is one message of a subscription.
+type Event struct {
+	Kind  uint16 // unix.RTM_NEWLINK, unix.RTM_DELLINK or unix.RTM_NEWADDR
+	Link  Link   // for RTM_NEWLINK and RTM_DELLINK
+	Index int32  // the interface of an RTM_NEWADDR
 }
 
-// openSubscription opens a netlink socket in the calling thread's network
-// namespace, joined to the link and address groups. It is non-blocking, for
-// the runtime's poller.
-func openSubscription() (int, error) {
+// Subscribe opens a netlink socket in the calling thread's network
+// namespace, joined to the multicast groups (unix.RTMGRP_LINK and the like).
+// The socket is non-blocking, for the runtime's poller, and close-on-exec.
+// Whoever reads it must re-read the state it follows when a read fails with
+// ENOBUFS: events were lost.
+func Subscribe(groups uint32) (int, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ROUTE)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
 	// A burst of events (hundreds of interfaces going at once) must not
-	// overrun the queue often; when it does, the watcher re-reads the
-	// link table. Forcing a larger buffer needs CAP_NET_ADMIN.
-	_ = setRcvbuf(fd, 1<<20)
-	sa := &unix.SockaddrNetlink{
-		Family: unix.AF_NETLINK,
-		Groups: unix.RTMGRP_LINK | unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR,
-	}
-	if err := unix.Bind(fd, sa); err != nil {
+	// overrun the queue often. Forcing a larger buffer needs
+	// CAP_NET_ADMIN.
+	_ = SetRcvbuf(fd, 1<<20)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups}); err != nil {
 		unix.Close(fd)
 		return -1, os.NewSyscallError("bind", err)
 	}
 	return fd, nil
 }
 
-// setRcvbuf sets the receive buffer of fd, beyond the system's limit when
+// SetRcvbuf sets the receive buffer of fd, beyond the system's limit when
 // the process may (CAP_NET_ADMIN).
-func setRcvbuf(fd, bytes int) error {
+func SetRcvbuf(fd, bytes int) error {
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, bytes) == nil {
 		return nil
 	}
 	return os.NewSyscallError("setsockopt", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, bytes))
 }
 
-// dumpLinks reads the whole link table through a socket of its own, opened
-// in the calling thread's namespace.
-func dumpLinks() ([]linkMsg, error) {
+// FromKernel reports whether a message of a subscription, received from
+// from, was sent by the kernel: any process may send to a netlink group
+// socket, and only the kernel speaks for the kernel.
+func FromKernel(from unix.Sockaddr) bool {
+	sa, ok := from.(*unix.SockaddrNetlink)
+	return ok && sa.Pid == 0
+}
+
+// DumpLinks reads the whole link table through a socket of its own, opened
+// in the calling thread's namespace. A dump that a change interrupted is
+// read again.
+func DumpLinks() ([]Link, error) {
 	for {
 		links, err := dumpLinksOnce()
 		if !errors.Is(err, errDumpInterrupted) {
@@ -80,7 +80,7 @@ func dumpLinks() ([]linkMsg, error) {
 
 var errDumpInterrupted = errors.New("link dump interrupted by a change")
 
-func dumpLinksOnce() ([]linkMsg, error) {
+func dumpLinksOnce() ([]Link, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
@@ -100,7 +100,7 @@ func dumpLinksOnce() ([]linkMsg, error) {
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, os.NewSyscallError("sendto", err)
 	}
-	var links []linkMsg
+	var links []Link
 	buf := make([]byte, 64<<10)
 	interrupted := false
 	for {
@@ -154,18 +154,19 @@ func netlinkError(body []byte) error {
 	return nil
 }
 
-// parseEvents decodes a datagram of the subscription.
-func parseEvents(b []byte, out []rtEvent) []rtEvent {
+// ParseEvents decodes a datagram of a subscription, appending its link and
+// address events to out.
+func ParseEvents(b []byte, out []Event) []Event {
 	_ = eachMessage(b, func(h *unix.NlMsghdr, body []byte) error {
 		switch h.Type {
 		case unix.RTM_NEWLINK, unix.RTM_DELLINK:
 			if l, ok := parseLink(body); ok {
-				out = append(out, rtEvent{kind: h.Type, link: l})
+				out = append(out, Event{Kind: h.Type, Link: l})
 			}
 		case unix.RTM_NEWADDR:
 			if len(body) >= unix.SizeofIfAddrmsg {
 				ifa := (*unix.IfAddrmsg)(unsafe.Pointer(&body[0]))
-				out = append(out, rtEvent{kind: h.Type, index: int32(ifa.Index)})
+				out = append(out, Event{Kind: h.Type, Index: int32(ifa.Index)})
 			}
 		}
 		return nil
@@ -192,12 +193,12 @@ func eachMessage(b []byte, fn func(h *unix.NlMsghdr, body []byte) error) error {
 func nlAlign(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
 
 // parseLink reads an ifinfomsg and its IFLA_IFNAME attribute.
-func parseLink(body []byte) (linkMsg, bool) {
+func parseLink(body []byte) (Link, bool) {
 	if len(body) < unix.SizeofIfInfomsg {
-		return linkMsg{}, false
+		return Link{}, false
 	}
 	ifi := (*unix.IfInfomsg)(unsafe.Pointer(&body[0]))
-	l := linkMsg{index: ifi.Index, up: ifi.Flags&unix.IFF_UP != 0}
+	l := Link{Index: ifi.Index, Up: ifi.Flags&unix.IFF_UP != 0}
 	attrs := body[unix.SizeofIfInfomsg:]
 	for len(attrs) >= unix.SizeofRtAttr {
 		a := (*unix.RtAttr)(unsafe.Pointer(&attrs[0]))
@@ -213,16 +214,16 @@ func parseLink(body []byte) (linkMsg, bool) {
 					break
 				}
 			}
-			l.name = string(v)
+			l.Name = string(v)
 		}
 		attrs = attrs[min(nlAlign(al), len(attrs)):]
 	}
-	return l, l.name != "" && l.index > 0
+	return l, l.Name != "" && l.Index > 0
 }
 
-// socketNetns returns the cookie of the network namespace of socket fd, or
+// SocketNetns returns the cookie of the network namespace of socket fd, or
 // 0 when the kernel is older than 5.14 and cannot tell.
-func socketNetns(fd int) (uint64, error) {
+func SocketNetns(fd int) (uint64, error) {
 	v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, soNetnsCookie)
 	if errors.Is(err, unix.ENOPROTOOPT) {
 		return 0, nil
@@ -230,20 +231,20 @@ func socketNetns(fd int) (uint64, error) {
 	return v, os.NewSyscallError("getsockopt", err)
 }
 
-// threadNetns returns the cookie of the calling thread's network namespace,
+// ThreadNetns returns the cookie of the calling thread's network namespace,
 // through a throwaway socket.
-func threadNetns() (uint64, error) {
+func ThreadNetns() (uint64, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return 0, os.NewSyscallError("socket", err)
 	}
 	defer unix.Close(fd)
-	return socketNetns(fd)
+	return SocketNetns(fd)
 }
 
-// linkUp asks the kernel, through socket fd, which decides the namespace,
+// LinkUp asks the kernel, through socket fd, which decides the namespace,
 // whether an interface named name exists and is up (SIOCGIFFLAGS).
-func linkUp(fd int, name string) (bool, error) {
+func LinkUp(fd int, name string) (bool, error) {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return false, err
@@ -255,7 +256,7 @@ func linkUp(fd int, name string) (bool, error) {
 	if err != nil {
 		return false, os.NewSyscallError("ioctl", err)
 	}
-	if primary, err := primaryName(fd, name); err != nil || primary != name {
+	if primary, err := PrimaryName(fd, name); err != nil || primary != name {
 		// An alternative name is not the name Follow watches: the
 		// kernel's events carry only the interface's own.
 		return false, nil
@@ -263,11 +264,11 @@ func linkUp(fd int, name string) (bool, error) {
 	return ifr.Uint16()&unix.IFF_UP != 0, nil
 }
 
-// primaryName returns the interface's own name for name, which is name
+// PrimaryName returns the interface's own name for name, which is name
 // itself unless name is one of its alternative names (ip link property
 // add altname); it asks the kernel through socket fd (SIOCGIFINDEX, then
 // SIOCGIFNAME).
-func primaryName(fd int, name string) (string, error) {
+func PrimaryName(fd int, name string) (string, error) {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return "", err
@@ -285,4 +286,22 @@ func primaryName(fd int, name string) (string, error) {
 		return "", os.NewSyscallError("ioctl", err)
 	}
 	return byIndex.Name(), nil
+}
+
+// LinkIndex asks the kernel, through socket fd, which decides the
+// namespace, for the index of the interface named name now
+// (SIOCGIFINDEX), or 0 when there is none.
+func LinkIndex(fd int, name string) (int32, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, err
+	}
+	err = unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr)
+	if errors.Is(err, unix.ENODEV) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, os.NewSyscallError("ioctl", err)
+	}
+	return int32(ifr.Uint32()), nil
 }
