@@ -35,10 +35,6 @@ func newSeed(t *testing.T) *netlab.Seed {
 	return netlab.NewSeedT(t)
 }
 
-func whoAmIAddr(a netip.Addr) string {
-	return netip.AddrPortFrom(a, netlab.WhoAmIPort).String()
-}
-
 // parseWho parses the who-am-I answer that dial printed.
 func parseWho(t *testing.T, out string) netlab.WhoAmI {
 	t.Helper()

@@ -27,6 +27,20 @@ func TestProgramEncoding(t *testing.T) {
 	}
 }
 
+// The deny program, written out by hand the same way.
+func TestDenyProgramEncoding(t *testing.T) {
+	if bigEndian {
+		t.Skip("the expected bytes are written for a little-endian machine")
+	}
+	want := []byte{
+		0xb7, 0x00, 0, 0, 0, 0, 0, 0, // r0 = 0
+		0x95, 0x00, 0, 0, 0, 0, 0, 0, // exit
+	}
+	if got := denyProgram(); !bytes.Equal(got, want) {
+		t.Errorf("denyProgram() =\n% x\nwant\n% x", got, want)
+	}
+}
+
 func TestRegsNibbles(t *testing.T) {
 	r := regs(1, 2)
 	dst, src := r&0xf, r>>4
