@@ -132,7 +132,16 @@ func loadSockCreate(insns []byte, name string) (int, error) {
 		expectedAttachType: unix.BPF_CGROUP_INET_SOCK_CREATE,
 	}
 	copy(attr.progName[:], name)
-	fd, err := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	// The kernel answers EAGAIN now and then, under memory pressure or
+	// many loads in a row; libbpf retries too.
+	var fd int
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		fd, err = bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+		if !errors.Is(err, unix.EAGAIN) {
+			break
+		}
+	}
 	runtime.KeepAlive(insns)
 	if err != nil {
 		err = os.NewSyscallError("bpf(BPF_PROG_LOAD)", err)
