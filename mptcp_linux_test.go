@@ -330,7 +330,7 @@ func TestMultipathListenersStayOnInterface(t *testing.T) {
 				from := capB.Len()
 				var ln net.Listener
 				require.NoError(t, m.Client.Do(func() (err error) {
-					ln, err = tc.listen(fmt.Sprintf(":%d", mptcpPort))
+					ln, err = tc.listen(":0") // a port of its own: a bound listener before it may still hold its port
 					return err
 				}))
 				defer ln.Close()
@@ -352,7 +352,7 @@ func TestMultipathListenersStayOnInterface(t *testing.T) {
 				}()
 				var c net.Conn
 				require.NoError(t, m.Server.Do(func() (err error) {
-					c, err = multipathDialer(nil).Dial("tcp", netip.AddrPortFrom(fam.client, mptcpPort).String())
+					c, err = multipathDialer(nil).Dial("tcp", netip.AddrPortFrom(fam.client, uint16(ln.Addr().(*net.TCPAddr).Port)).String())
 					return err
 				}))
 				clientMultipath, err := c.(*net.TCPConn).MultipathTCP()
